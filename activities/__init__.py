@@ -1,0 +1,1 @@
+"""All I/O lives here: alert delivery, the child record, the locations register."""

@@ -1,0 +1,144 @@
+"""Delivering alerts to every configured sink, at least once.
+
+One activity per batch; the sinks already done are kept in the heartbeat details, so a retry
+resends only to the sinks that failed. A sink that keeps failing retries with back-off (the
+workflow's retry policy) without blocking the workflow or the other sinks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from email.message import EmailMessage
+from typing import Protocol
+
+import aiosmtplib
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from mispers.config import Settings
+from mispers.domain.messages import DeliverAlertsInput
+from mispers.domain.state import Alert
+from mispers.logs import get_logger
+
+log = get_logger("mispers.alerts")
+
+# Only these fields leave the engine: ids, kinds, ranks and times; never child data.
+ALERT_FIELDS = (
+    "alert_id",
+    "episode_id",
+    "obligation_id",
+    "kind",
+    "due_at",
+    "escalation_level",
+    "rank",
+    "raised_at",
+)
+
+
+def alert_payload(alert: Alert) -> dict[str, object]:
+    data = alert.model_dump(mode="json")
+    return {name: data[name] for name in ALERT_FIELDS} | {"scheduled_at": data["scheduled_at"]}
+
+
+class AlertSink(Protocol):
+    name: str
+
+    async def send(self, alerts: Sequence[Alert]) -> None: ...
+
+
+class LogSink:
+    """Always on: the structured log is the sink of last resort."""
+
+    name = "log"
+
+    async def send(self, alerts: Sequence[Alert]) -> None:
+        for alert in alerts:
+            log.warning("obligation overdue", **alert_payload(alert))
+
+
+class WebhookSink:
+    """One JSON POST per alert; a 2xx answer is delivery, anything else is retried."""
+
+    name = "webhook"
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url
+        self._client = httpx.AsyncClient(timeout=timeout)
+
+    async def send(self, alerts: Sequence[Alert]) -> None:
+        for alert in alerts:
+            response = await self._client.post(self.url, json=alert_payload(alert))
+            if not response.is_success:
+                raise RuntimeError(f"webhook answered {response.status_code}")
+
+
+class EmailSink:
+    name = "email"
+
+    def __init__(self, host: str, port: int, sender: str, recipients: Sequence[str]) -> None:
+        self.host, self.port, self.sender, self.recipients = host, port, sender, list(recipients)
+
+    async def send(self, alerts: Sequence[Alert]) -> None:
+        message = EmailMessage()
+        first = alerts[0]
+        message["From"] = self.sender
+        message["To"] = ", ".join(self.recipients)
+        message["Subject"] = (
+            f"[Mispers] {len(alerts)} overdue obligation(s) on episode {first.episode_id}: "
+            f"escalated to {first.rank.value}"
+        )
+        lines = [
+            f"{a.alert_id}: {a.kind.value} due {a.due_at.isoformat()} — level "
+            f"{a.escalation_level}, to the {a.rank.value}"
+            for a in alerts
+        ]
+        message.set_content("\n".join(lines) + "\n")
+        await aiosmtplib.send(message, hostname=self.host, port=self.port, timeout=10)
+
+
+def sinks_from_settings(settings: Settings) -> list[AlertSink]:
+    sinks: list[AlertSink] = [LogSink()]
+    if settings.alert_webhook_url:
+        sinks.append(WebhookSink(settings.alert_webhook_url))
+    if settings.smtp_host and settings.alert_email_to:
+        sinks.append(
+            EmailSink(
+                settings.smtp_host,
+                settings.smtp_port,
+                settings.alert_email_from,
+                settings.alert_email_to,
+            )
+        )
+    return sinks
+
+
+class AlertActivities:
+    def __init__(self, sinks: Sequence[AlertSink]) -> None:
+        self._sinks = list(sinks)
+
+    @activity.defn
+    async def deliver_alerts(self, input: DeliverAlertsInput) -> list[str]:
+        """Returns the sinks that took the batch; raises (to retry) while any has not."""
+        details = activity.info().heartbeat_details
+        done: set[str] = set(details[0]) if details else set()
+        failed: list[str] = []
+        for sink in self._sinks:
+            if sink.name in done:
+                continue
+            try:
+                await sink.send(input.batch.alerts)
+            except Exception as exc:
+                failed.append(sink.name)
+                log.warning(
+                    "alert delivery failed; will retry",
+                    sink=sink.name,
+                    batch_id=input.batch.batch_id,
+                    error=type(exc).__name__,
+                    attempt=activity.info().attempt,
+                )
+                continue
+            done.add(sink.name)
+            activity.heartbeat(sorted(done))
+        if failed:
+            raise ApplicationError(f"alert sinks not yet delivered: {', '.join(failed)}")
+        return sorted(done)

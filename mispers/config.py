@@ -1,0 +1,119 @@
+"""Runtime configuration from `MISPERS_*` environment variables (documented in the README).
+
+Read once at start; a malformed value stops the process with a message naming the variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    """A setting that cannot be used; the message names the variable and the rule."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".mispers")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    embedded_temporal_port: int = 7233
+    policy_path: Path | None = None
+    time_scale: float = 1.0
+    alert_webhook_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    alert_email_to: tuple[str, ...] = ()
+    alert_email_from: str = "mispers@localhost"
+    locations_of_concern: Path | None = None
+    task_queue: str = "mispers"
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def embedded(self) -> bool:
+        return not self.temporal_address
+
+    @property
+    def effective_temporal_address(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.embedded_temporal_port}"
+
+    @property
+    def temporal_db_path(self) -> Path:
+        return self.data_dir / "temporal.db"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int = 1, hi: int = 65535) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: must be a whole number") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={raw!r}: must be between {lo} and {hi}")
+    return value
+
+
+def _path(env: Mapping[str, str], name: str, must_exist: bool) -> Path | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    path = Path(raw)
+    if must_exist and not path.is_file():
+        raise ConfigError(f"{name}={raw!r}: no such file")
+    return path
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    raw_scale = env.get("MISPERS_TIME_SCALE") or "1"
+    try:
+        time_scale = float(raw_scale)
+    except ValueError:
+        raise ConfigError(f"MISPERS_TIME_SCALE={raw_scale!r}: must be a number") from None
+    if not 0 < time_scale <= 1_000_000:
+        raise ConfigError(f"MISPERS_TIME_SCALE={raw_scale!r}: must be above 0 and at most 1e6")
+    webhook = env.get("MISPERS_ALERT_WEBHOOK_URL") or None
+    if webhook and not webhook.startswith(("http://", "https://")):
+        raise ConfigError(f"MISPERS_ALERT_WEBHOOK_URL={webhook!r}: must be an http(s) URL")
+    email_to = tuple(
+        a.strip() for a in (env.get("MISPERS_ALERT_EMAIL_TO") or "").split(",") if a.strip()
+    )
+    for address in email_to:
+        if "@" not in address:
+            raise ConfigError(f"MISPERS_ALERT_EMAIL_TO: {address!r} is not an e-mail address")
+    smtp_username = env.get("MISPERS_SMTP_USERNAME") or None
+    smtp_password = env.get("MISPERS_SMTP_PASSWORD") or None
+    if bool(smtp_username) != bool(smtp_password):
+        raise ConfigError("MISPERS_SMTP_USERNAME and MISPERS_SMTP_PASSWORD go together: set both")
+    # Temporal TLS / mTLS / API key (mispers/engine/connection.py): checked here, at start.
+    from mispers.engine.connection import load_connection
+
+    load_connection(env)
+    return Settings(
+        data_dir=Path(env.get("MISPERS_DATA_DIR") or ".mispers"),
+        http_host=env.get("MISPERS_HTTP_HOST") or "127.0.0.1",
+        http_port=_int(env, "MISPERS_HTTP_PORT", 8000),
+        temporal_address=env.get("MISPERS_TEMPORAL_ADDRESS") or None,
+        temporal_namespace=env.get("MISPERS_TEMPORAL_NAMESPACE") or "default",
+        embedded_temporal_port=_int(env, "MISPERS_EMBEDDED_TEMPORAL_PORT", 7233, hi=64535),
+        policy_path=_path(env, "MISPERS_POLICY", must_exist=False),
+        time_scale=time_scale,
+        alert_webhook_url=webhook,
+        smtp_host=env.get("MISPERS_SMTP_HOST") or None,
+        smtp_port=_int(env, "MISPERS_SMTP_PORT", 25),
+        alert_email_to=email_to,
+        alert_email_from=env.get("MISPERS_ALERT_EMAIL_FROM") or "mispers@localhost",
+        locations_of_concern=_path(env, "MISPERS_LOCATIONS_OF_CONCERN", must_exist=False),
+        task_queue=env.get("MISPERS_TASK_QUEUE") or "mispers",
+        smtp_username=smtp_username,
+        smtp_password=smtp_password,
+        extra={k: v for k, v in env.items() if k.startswith("MISPERS_")},
+    )

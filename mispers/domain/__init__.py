@@ -1,0 +1,1 @@
+"""Pure domain rules: no Temporal, no I/O, no clocks. Every function takes `now` explicitly."""

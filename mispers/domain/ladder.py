@@ -1,0 +1,81 @@
+"""The escalation ladder [D]: an obligation past its deadline alerts the rank above its owner,
+then one rank further each escalation interval, re-alerting the top rank until met or waived."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from mispers.domain.state import Alert, Obligation
+from mispers.domain.types import ObligationStatus, Rank
+
+# A safety bound: with the catch-up jump below, one tick raises at most one alert per rank.
+MAX_ALERTS_PER_TICK = 64
+
+
+def alert_rank(ranks: Sequence[Rank], owner: Rank, level: int) -> Rank:
+    """Level 1 goes to the next rank up from the owner; the top rank absorbs the rest."""
+    start = ranks.index(owner) if owner in ranks else 0
+    return ranks[min(start + level, len(ranks) - 1)]
+
+
+def alert_id(episode_id: str, obligation_id: str, level: int) -> str:
+    """Stable for an episode, obligation and level, so receivers can drop repeats."""
+    return f"{episode_id}:{obligation_id}:L{level}"
+
+
+def escalate(
+    obligation: Obligation,
+    *,
+    episode_id: str,
+    now: dt.datetime,
+    interval: dt.timedelta,
+    ranks: Sequence[Rank],
+) -> list[Alert]:
+    """Raise every alert that has fallen due for this obligation by `now`, in order."""
+    if not obligation.outstanding or obligation.next_escalation_at is None:
+        return []
+    raised: list[Alert] = []
+    top = ranks[-1]
+    while obligation.next_escalation_at is not None and obligation.next_escalation_at <= now:
+        at_top = alert_rank(ranks, obligation.owner, obligation.escalation_level) == top
+        if at_top and obligation.escalation_level > 0:
+            # Re-alerts of the top rank missed while nobody was watching (a worker outage, a
+            # late event) collapse into one: jump to the latest interval boundary.
+            missed = (now - obligation.next_escalation_at) // interval
+            obligation.next_escalation_at += interval * missed
+        scheduled = obligation.next_escalation_at
+        obligation.escalation_level += 1
+        obligation.status = ObligationStatus.OVERDUE
+        raised.append(
+            Alert(
+                alert_id=alert_id(episode_id, obligation.id, obligation.escalation_level),
+                episode_id=episode_id,
+                obligation_id=obligation.id,
+                kind=obligation.kind,
+                due_at=obligation.due_at,
+                escalation_level=obligation.escalation_level,
+                rank=alert_rank(ranks, obligation.owner, obligation.escalation_level),
+                raised_at=now,
+                scheduled_at=scheduled,
+            )
+        )
+        obligation.next_escalation_at = scheduled + interval
+        if len(raised) >= MAX_ALERTS_PER_TICK:
+            break
+    return raised
+
+
+def next_escalation_after_deadline_change(
+    obligation: Obligation, new_due: dt.datetime, now: dt.datetime, interval: dt.timedelta
+) -> None:
+    """Raising risk brings a deadline forward: escalation restarts from the earlier deadline.
+    Never delays: a deadline or escalation already due stays due."""
+    if new_due >= obligation.due_at:
+        return
+    obligation.due_at = new_due
+    if obligation.escalation_level == 0:
+        obligation.next_escalation_at = new_due
+    elif obligation.next_escalation_at is not None:
+        restart = max(now, new_due) + interval
+        obligation.next_escalation_at = min(obligation.next_escalation_at, restart)

@@ -1,0 +1,207 @@
+"""The episode state of DESIGN.md: the `state` query's answer, the workflow's memory and what
+continue-as-new carries. Mutable pydantic models so the pure rules can update them in place."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mispers.domain.events import Actor, Child
+from mispers.domain.types import (
+    EpisodeStatus,
+    ObligationKind,
+    ObligationStatus,
+    Rank,
+    RiskLevel,
+)
+
+
+class StateModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+class RiskGrading(StateModel):
+    level: RiskLevel
+    at: dt.datetime
+    by: str
+    rank: Rank | None = None
+    rationale: str
+    event_id: str | None = None
+    automatic: bool = False
+    flagged: str | None = Field(
+        None, description="Why a supervisor should look again (e.g. a history-based rationale)."
+    )
+
+
+class RiskState(StateModel):
+    level: RiskLevel
+    floor: RiskLevel
+    floor_reasons: list[str] = Field(default_factory=list)
+    confirmed: bool = Field(
+        False, description="False until the systems checks are recorded: the grade is provisional."
+    )
+    history: list[RiskGrading] = Field(default_factory=list)
+
+
+class RepeatCounts(StateModel):
+    episodes_30d: int = 0
+    episodes_90d: int = 0
+    episodes_365d: int = 0
+    by_days: dict[int, int] = Field(default_factory=dict)
+    known: bool = Field(False, description="True once the child record has answered.")
+
+
+class Obligation(StateModel):
+    id: str
+    kind: ObligationKind
+    owner: Rank
+    due_at: dt.datetime
+    status: ObligationStatus = ObligationStatus.OPEN
+    escalation_level: int = 0
+    met_at: dt.datetime | None = None
+    met_by_event: str | None = None
+    anchor_at: dt.datetime = Field(description="When its clock started (deadlines recompute).")
+    next_escalation_at: dt.datetime | None = None
+    subject: str | None = Field(None, description="Authority, person or crime it concerns.")
+    reason: str | None = Field(None, description="Why it exists (trigger) or a hint.")
+    closed_reason: str | None = None
+    waived_by: str | None = None
+
+    @property
+    def outstanding(self) -> bool:
+        return self.status.is_outstanding
+
+
+class Alert(StateModel):
+    alert_id: str
+    episode_id: str
+    obligation_id: str
+    kind: ObligationKind
+    due_at: dt.datetime
+    escalation_level: int
+    rank: Rank
+    raised_at: dt.datetime
+    scheduled_at: dt.datetime
+    acknowledged_by: str | None = None
+    acknowledged_at: dt.datetime | None = None
+
+
+class Communication(StateModel):
+    event_id: str
+    at: dt.datetime
+    direction: str
+    authority: str
+    contact_name: str
+    method: str
+    purpose: str
+    summary: str
+    officer_id: str
+
+
+class TimelineEntry(StateModel):
+    event_id: str
+    type: str
+    time: dt.datetime
+    source: str
+    actor: str | None
+    posted_by: Actor | None = None
+    recorded_at: dt.datetime
+    data: dict[str, Any]
+
+
+class LocationHit(StateModel):
+    postcode_key: str
+    category: str
+    reference: str
+    event_id: str
+
+
+class LinkedPerson(StateModel):
+    person_ref: str
+    relation: str
+    identified_by_event: str | None = None
+    resolved: str | None = None
+
+
+class Closure(StateModel):
+    requested_at: dt.datetime | None = None
+    requested_by_event: str | None = None
+    approved_at: dt.datetime | None = None
+    approved_by: str | None = None
+    rationale: str | None = None
+
+
+class EpisodeState(StateModel):
+    episode_id: str
+    status: EpisodeStatus = EpisodeStatus.MISSING
+    reported: bool = False
+    child_ref: str | None = None
+    looked_after: bool = False
+    child: Child | None = None
+    reported_at: dt.datetime | None = None
+    last_seen_at: dt.datetime | None = None
+    found_at: dt.datetime | None = None
+    found_postcode_key: str | None = None
+    closed_at: dt.datetime | None = None
+    risk: RiskState | None = None
+    flags: list[str] = Field(default_factory=list)
+    repeat: RepeatCounts = Field(default_factory=RepeatCounts)
+    obligations: list[Obligation] = Field(default_factory=list)
+    communications: list[Communication] = Field(default_factory=list)
+    alerts: list[Alert] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    linked_persons: list[LinkedPerson] = Field(default_factory=list)
+    location_hits: list[LocationHit] = Field(default_factory=list)
+    closure: Closure = Field(default_factory=Closure)
+    policy_version: str = ""
+    missing_trigger_done: bool = False
+    event_keys: list[str] = Field(
+        default_factory=list, description="source+id of every accepted event (idempotency)."
+    )
+
+    # Derived views -------------------------------------------------------------------------
+
+    def obligation(self, obligation_id: str) -> Obligation | None:
+        return next((o for o in self.obligations if o.id == obligation_id), None)
+
+    def outstanding(self) -> list[Obligation]:
+        return [o for o in self.obligations if o.outstanding]
+
+    @property
+    def overdue_count(self) -> int:
+        return sum(1 for o in self.obligations if o.status is ObligationStatus.OVERDUE)
+
+    @property
+    def next_deadline(self) -> dt.datetime | None:
+        dues = [o.due_at for o in self.obligations if o.status is ObligationStatus.OPEN]
+        return min(dues) if dues else None
+
+    def has_flag(self, flag: str) -> bool:
+        return flag in self.flags
+
+    def add_flag(self, flag: str) -> bool:
+        if flag in self.flags:
+            return False
+        self.flags = sorted([*self.flags, flag])
+        return True
+
+    def summary(self) -> EpisodeSummary:
+        return EpisodeSummary(
+            episode_id=self.episode_id,
+            status=self.status,
+            risk_level=self.risk.level if self.risk else None,
+            child_ref=self.child_ref,
+            overdue_count=self.overdue_count,
+            next_deadline=self.next_deadline,
+        )
+
+
+class EpisodeSummary(StateModel):
+    episode_id: str
+    status: EpisodeStatus
+    risk_level: RiskLevel | None
+    child_ref: str | None
+    overdue_count: int
+    next_deadline: dt.datetime | None

@@ -1,0 +1,1 @@
+"""Talking to Temporal: the embedded dev server, the client, search attributes."""

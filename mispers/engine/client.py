@@ -1,0 +1,200 @@
+"""Client-side calls shared by the API, the CLI, the benchmarks and the tests: one place that
+knows how an event reaches its episode and how refusals and duplicates come back."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.client import (
+    WorkflowExecutionStatus as ExecStatus,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.converter import DataConverter
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from mispers.config import Settings
+from mispers.domain.events import EpisodeReported, EventBase
+from mispers.domain.messages import (
+    DUPLICATE_ERROR,
+    EPISODE_WORKFLOW,
+    REFUSED_ERROR,
+    EpisodeInput,
+    RecordEventInput,
+    RecordEventResult,
+    episode_workflow_id,
+    event_key,
+    update_id_for,
+)
+from mispers.domain.refusals import Refusal
+from mispers.domain.state import EpisodeState
+from mispers.engine.connection import connect_kwargs
+from mispers.policy.model import PinnedPolicy
+
+__all__ = [
+    "EpisodeNotFound",
+    "EventRejected",
+    "SubmitOutcome",
+    "get_episode_state",
+    "submit_event",
+]
+
+_ = WorkflowExecutionStatus  # re-exported enum kept for callers that filter on raw status
+
+
+class EpisodeNotFound(Exception):
+    """An event for an episode that was never reported (the API answers 404)."""
+
+
+class EventRejected(Exception):
+    """The episode's rules refused the event (the API answers 409 with the refusal)."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    episode_id: str
+    event_id: str
+    status: Literal["accepted", "duplicate"]
+
+
+async def submit_event(
+    client: Client, event: EventBase, policy: PinnedPolicy, task_queue: str = "mispers"
+) -> SubmitOutcome:
+    """Deliver one validated event to its episode, exactly once.
+
+    `episode.reported` starts the episode with update-with-start; every other type is an Update
+    on the running episode. The Update id is derived from the event's (source, id), so a retry
+    after a crash is answered by Temporal with the first outcome; the request id tells us so.
+    """
+    request_id = uuid.uuid4().hex
+    arg = RecordEventInput(event=event, request_id=request_id)
+    workflow_id = episode_workflow_id(event.subject)
+    try:
+        if isinstance(event, EpisodeReported):
+            start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+                EPISODE_WORKFLOW,
+                EpisodeInput(episode_id=event.subject, policy=policy),
+                id=workflow_id,
+                task_queue=task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+            result = await client.execute_update_with_start_workflow(
+                "record_event",
+                arg,
+                start_workflow_operation=start,
+                id=update_id_for(event),
+                result_type=RecordEventResult,
+            )
+        else:
+            handle = client.get_workflow_handle(workflow_id)
+            result = await handle.execute_update(
+                "record_event", arg, id=update_id_for(event), result_type=RecordEventResult
+            )
+    except WorkflowUpdateFailedError as exc:
+        return _from_update_failure(exc, event)
+    except WorkflowAlreadyStartedError:
+        return await _on_closed_episode(client, event)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            if "completed" in exc.message.lower() or "closed" in exc.message.lower():
+                return await _on_closed_episode(client, event)
+            raise EpisodeNotFound(event.subject) from None
+        raise
+    except Exception as exc:  # with-start failures wrap the cause
+        cause = exc.__cause__
+        if isinstance(cause, WorkflowAlreadyStartedError):
+            return await _on_closed_episode(client, event)
+        if isinstance(cause, WorkflowUpdateFailedError):
+            return _from_update_failure(cause, event)
+        raise
+    status: Literal["accepted", "duplicate"] = (
+        "accepted" if result.request_id == request_id else "duplicate"
+    )
+    return SubmitOutcome(episode_id=event.subject, event_id=event.id, status=status)
+
+
+def _from_update_failure(exc: WorkflowUpdateFailedError, event: EventBase) -> SubmitOutcome:
+    cause = exc.cause
+    if isinstance(cause, ApplicationError):
+        if cause.type == DUPLICATE_ERROR:
+            return SubmitOutcome(episode_id=event.subject, event_id=event.id, status="duplicate")
+        if cause.type == REFUSED_ERROR and cause.details:
+            detail: Any = cause.details[0]
+            raise EventRejected(Refusal.model_validate(detail)) from None
+        if cause.type == REFUSED_ERROR:
+            raise EventRejected(Refusal(code="refused", message=cause.message)) from None
+    raise exc
+
+
+async def _on_closed_episode(client: Client, event: EventBase) -> SubmitOutcome:
+    """A closed episode takes no new event; a repeat of one it recorded is still a duplicate."""
+    state = await get_episode_state(client, event.subject)
+    if state is not None and event_key(event) in state.event_keys:
+        return SubmitOutcome(episode_id=event.subject, event_id=event.id, status="duplicate")
+    raise EventRejected(
+        Refusal(
+            code="episode_closed",
+            message=f"episode {event.subject} is closed and takes no further events",
+            details={"episode_id": event.subject},
+        )
+    )
+
+
+async def get_episode_state(client: Client, episode_id: str) -> EpisodeState | None:
+    """The `state` query; None when no such episode exists."""
+    handle = client.get_workflow_handle(episode_workflow_id(episode_id))
+    try:
+        state: EpisodeState = await handle.query("state", result_type=EpisodeState)
+        return state
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    except WorkflowQueryFailedError:
+        raise
+
+
+async def episode_is_running(client: Client, episode_id: str) -> bool:
+    desc = await client.get_workflow_handle(episode_workflow_id(episode_id)).describe()
+    return desc.status == ExecStatus.RUNNING
+
+
+def data_converter(settings: Settings | None = None) -> DataConverter:
+    """The converter every Mispers client and worker uses: pydantic payloads, encrypted with the
+    settings' key ring (mispers.security.codec). A worker uses its client's converter, so a
+    client from `connect(settings)` is all it takes for both sides to agree.
+
+    Without settings the converter does not encrypt: that is for tests that exercise the rules
+    and not the protection at rest; every process of the service passes its settings."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    if settings is None:
+        return pydantic_data_converter
+    from mispers.security.codec import encrypted_data_converter
+
+    return encrypted_data_converter(settings)
+
+
+async def connect(settings: Settings) -> Client:
+    # TLS / mTLS / API key only towards an external server (the embedded one is plaintext).
+    security = {} if settings.embedded else connect_kwargs(settings.extra)
+    return await Client.connect(
+        settings.effective_temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(settings),
+        **security,
+    )

@@ -1,0 +1,108 @@
+"""The Mispers worker: runs the episode and child-record workflows and their activities.
+
+`mispers worker` runs it alone (scaled out as many replicas); `mispers dev` runs it beside the
+embedded server and the API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.alerts import AlertActivities, AlertSink, sinks_from_settings
+from activities.child_record import ChildRecordActivities
+from activities.locations import LocationActivities, LocationsRegister
+from mispers.config import Settings
+from mispers.engine.client import connect
+from mispers.logs import get_logger
+from workflows.child_record import ChildRecord
+from workflows.episode import MissingChildEpisode
+
+log = get_logger("mispers.worker")
+
+HEALTH_FILE = "worker.health"
+HEALTH_INTERVAL = 5.0
+
+# Pure-domain modules and pydantic are passed through the sandbox rather than re-imported for
+# every workflow run: the sandbox is most of the worker's CPU (DESIGN.md).
+PASSTHROUGH = ("mispers", "activities", "pydantic", "pydantic_core", "annotated_types")
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    *,
+    task_queue: str | None = None,
+    sinks: list[AlertSink] | None = None,
+    identity: str | None = None,
+) -> Worker:
+    register = LocationsRegister(settings.locations_of_concern)
+    alerts = AlertActivities(sinks if sinks is not None else sinks_from_settings(settings))
+    child_records = ChildRecordActivities(client)
+    locations = LocationActivities(register)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=[MissingChildEpisode, ChildRecord],
+        activities=[
+            alerts.deliver_alerts,
+            child_records.sync_child_record,
+            locations.check_location,
+        ],
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+        ),
+        graceful_shutdown_timeout=timedelta(seconds=20),
+        identity=identity,
+    )
+
+
+def worker_identity() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+async def _touch_health(path: Path) -> None:
+    """A file whose age tells a liveness probe this worker's loop is alive."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        now = time.time()
+        with open(path, "a"):  # noqa: ASYNC230 (a few bytes of metadata every 5 s)
+            os.utime(path, (now, now))
+        await asyncio.sleep(HEALTH_INTERVAL)
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Poll until `stop` is set (or SIGINT/SIGTERM); in-flight tasks finish before exit."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    client = await connect(settings)
+    identity = worker_identity()
+    worker = build_worker(client, settings, identity=identity)
+    health = asyncio.create_task(_touch_health(settings.data_dir / HEALTH_FILE))
+    log.info(
+        "worker started",
+        task_queue=settings.task_queue,
+        identity=identity,
+        temporal=settings.effective_temporal_address,
+    )
+    try:
+        async with worker:
+            await stop.wait()
+            log.info("worker stopping: finishing in-flight tasks")
+    finally:
+        health.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await health
+    log.info("worker stopped")

@@ -1,0 +1,331 @@
+"""`MissingChildEpisode`: one durable workflow per missing-child episode.
+
+It orchestrates and owns the timers; the rules are plain functions in `mispers.domain.episode`.
+Events arrive as the `record_event` Update, whose validator refuses what the rules refuse (so a
+refusal never reaches the history); one loop sleeps until the next deadline or event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.alerts import AlertActivities
+    from activities.child_record import ChildRecordActivities
+    from activities.locations import LocationActivities
+    from mispers.domain import episode as rules
+    from mispers.domain.events import EventBase
+    from mispers.domain.messages import (
+        DUPLICATE_ERROR,
+        EPISODE_WORKFLOW,
+        REFUSED_ERROR,
+        AlertBatch,
+        CheckLocationInput,
+        DeliverAlertsInput,
+        EpisodeInput,
+        EpisodeSummaryForChild,
+        RecordEventInput,
+        RecordEventResult,
+        SyncChildRecordInput,
+        event_key,
+    )
+    from mispers.domain.refusals import EventRefused
+    from mispers.domain.state import EpisodeState, EpisodeSummary
+    from mispers.domain.types import EpisodeStatus
+    from mispers.engine import search_attributes as sa
+
+CHILD_SYNC = "child_sync"
+LOCATION_PREFIX = "location:"
+IO_TIMEOUT = timedelta(seconds=30)
+IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+
+
+@workflow.defn(name=EPISODE_WORKFLOW)
+class MissingChildEpisode:
+    @workflow.init
+    def __init__(self, input: EpisodeInput) -> None:
+        self._pinned = input.policy
+        self._policy = input.policy.policy
+        self._state = input.carried_state or rules.new_state(
+            input.episode_id, input.policy.version_label
+        )
+        self._keys = set(self._state.event_keys)
+        self._wake = False
+        self._pending_alerts: dict[str, AlertBatch] = {}
+        self._carried_alerts = list(input.pending_alerts)
+        self._io_queue: list[str] = list(input.pending_io)
+        self._io_busy = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._upserted: dict[str, object] = {}
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: EpisodeInput) -> EpisodeSummary:
+        for batch in self._carried_alerts:
+            self._dispatch(batch)
+        self._spawn(self._io_loop())
+        timer: asyncio.Task[None] | None = None
+        timer_at: datetime | None = None
+        while True:
+            for alert_batch in self._tick():
+                self._dispatch(alert_batch)
+            self._upsert_search_attributes()
+            if self._state.status is EpisodeStatus.CLOSED:
+                break
+            if workflow.info().is_continue_as_new_suggested():
+                await self._continue_as_new()
+            wake_at = rules.next_wakeup(self._state, self._policy)
+            if wake_at != timer_at:
+                if timer is not None:
+                    timer.cancel()
+                timer, timer_at = None, wake_at
+                if wake_at is not None:
+                    delay = max((wake_at - workflow.now()).total_seconds(), 0.001)
+                    timer = asyncio.create_task(asyncio.sleep(delay))
+            await workflow.wait_condition(partial(self._should_wake, timer))
+            self._wake = False
+            if timer is not None and timer.done():
+                timer, timer_at = None, None
+        if timer is not None:
+            timer.cancel()
+        await self._finish_outstanding_work()
+        return self._state.summary()
+
+    def _should_wake(self, timer: asyncio.Task[None] | None) -> bool:
+        return self._wake or (timer is not None and timer.done())
+
+    def _tick(self) -> list[AlertBatch]:
+        alerts = rules.advance(self._state, self._policy, workflow.now())
+        if not alerts:
+            return []
+        for alert in alerts:
+            workflow.logger.info(
+                "alert raised",
+                extra={
+                    "alert_id": alert.alert_id,
+                    "obligation_id": alert.obligation_id,
+                    "rank": alert.rank.value,
+                    "level": alert.escalation_level,
+                },
+            )
+        return [AlertBatch(batch_id=alerts[0].alert_id, alerts=alerts)]
+
+    async def _finish_outstanding_work(self) -> None:
+        """A closed episode waits (bounded) for alert deliveries and record updates in flight,
+        so nothing promised is dropped when the run completes."""
+        grace = self._policy.alerts.closed_episode_delivery_grace
+        try:
+            await workflow.wait_condition(
+                lambda: not self._pending_alerts and not self._io_queue and not self._io_busy,
+                timeout=grace,
+            )
+        except TimeoutError:
+            workflow.logger.warning(
+                "closing with undelivered alerts", extra={"batches": len(self._pending_alerts)}
+            )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+    async def _continue_as_new(self) -> None:
+        """Carry the whole state and pending work; never from inside a handler."""
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and not self._io_busy
+        )
+        workflow.continue_as_new(
+            EpisodeInput(
+                episode_id=self._state.episode_id,
+                policy=self._pinned,
+                carried_state=self._state,
+                pending_alerts=list(self._pending_alerts.values()),
+                pending_io=list(self._io_queue),
+            )
+        )
+
+    # --- events -------------------------------------------------------------------------------
+
+    @workflow.update(name="record_event")
+    def record_event(self, input: RecordEventInput) -> RecordEventResult:
+        event: EventBase = input.event
+        if event_key(event) in self._keys:
+            return self._result(event, input.request_id, "duplicate")
+        now = workflow.now()
+        try:
+            rules.check_event(self._state, event, self._policy, now)
+        except EventRefused as refused:
+            raise _refusal_error(refused) from None
+        effects = rules.apply_event(self._state, event, self._policy, now)
+        self._keys.add(event_key(event))
+        if effects.child_sync:
+            self._queue_io(CHILD_SYNC)
+        for check in effects.location_checks:
+            self._queue_io(f"{LOCATION_PREFIX}{check.postcode_key}:{check.event_id}")
+        self._wake = True
+        return self._result(event, input.request_id, "accepted")
+
+    @record_event.validator
+    def validate_event(self, input: RecordEventInput) -> None:
+        event: EventBase = input.event
+        if event_key(event) in self._keys:
+            raise ApplicationError("event already recorded", type=DUPLICATE_ERROR)
+        try:
+            rules.check_event(self._state, event, self._policy, workflow.now())
+        except EventRefused as refused:
+            raise _refusal_error(refused) from None
+
+    def _result(self, event: EventBase, request_id: str, status: str) -> RecordEventResult:
+        return RecordEventResult(
+            episode_id=self._state.episode_id,
+            event_id=event.id,
+            status="accepted" if status == "accepted" else "duplicate",
+            request_id=request_id,
+        )
+
+    @workflow.query(name="state")
+    def state(self) -> EpisodeState:
+        return self._state
+
+    @workflow.query(name="summary")
+    def summary(self) -> EpisodeSummary:
+        return self._state.summary()
+
+    # --- I/O through activities ---------------------------------------------------------------
+
+    def _queue_io(self, item: str) -> None:
+        if item not in self._io_queue:
+            self._io_queue.append(item)
+
+    async def _io_loop(self) -> None:
+        """Child-record and register look-ups run one at a time beside the main loop, so an
+        Update is answered without waiting for them."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self._io_queue))
+            item = self._io_queue[0]
+            self._io_busy = True
+            try:
+                if item == CHILD_SYNC:
+                    await self._sync_child_record()
+                elif item.startswith(LOCATION_PREFIX):
+                    key, event_id = item[len(LOCATION_PREFIX) :].split(":", 1)
+                    await self._check_location(key, event_id)
+            finally:
+                self._io_queue.remove(item)
+                self._io_busy = False
+            self._wake = True
+
+    async def _sync_child_record(self) -> None:
+        state = self._state
+        if state.child_ref is None or state.reported_at is None:
+            return
+        repeat = self._policy.repeat
+        windows = sorted({*repeat.windows_days, *(t.days for t in repeat.thresholds)})
+        history = await workflow.execute_activity_method(
+            ChildRecordActivities.sync_child_record,
+            SyncChildRecordInput(
+                child_ref=state.child_ref,
+                summary=EpisodeSummaryForChild(
+                    episode_id=state.episode_id,
+                    reported_at=state.reported_at,
+                    found_at=state.found_at,
+                    found_postcode_key=state.found_postcode_key,
+                    risk_level=state.risk.level.value if state.risk else None,
+                    flags=list(state.flags),
+                    status=state.status.value,
+                ),
+                windows_days=windows,
+                same_location_episodes=repeat.same_location_episodes,
+            ),
+            start_to_close_timeout=IO_TIMEOUT,
+            retry_policy=IO_RETRY,
+        )
+        rules.apply_child_history(
+            state,
+            history.counts_by_days,
+            history.repeated_location_keys,
+            self._policy,
+            workflow.now(),
+        )
+
+    async def _check_location(self, key: str, event_id: str) -> None:
+        hits = await workflow.execute_activity_method(
+            LocationActivities.check_location,
+            CheckLocationInput(postcode_key=key),
+            start_to_close_timeout=IO_TIMEOUT,
+            retry_policy=IO_RETRY,
+        )
+        if hits:
+            workflow.logger.info("location of concern matched", extra={"event_id": event_id})
+            rules.apply_location_hits(self._state, hits, event_id, self._policy, workflow.now())
+            self._queue_io(CHILD_SYNC)
+
+    # --- alerts -------------------------------------------------------------------------------
+
+    def _dispatch(self, batch: AlertBatch) -> None:
+        """Deliveries run beside the loop: a failing sink retries (with back-off, until
+        delivered) without holding up deadlines or other episodes' alerts."""
+        self._pending_alerts[batch.batch_id] = batch
+        self._spawn(self._deliver(batch))
+
+    async def _deliver(self, batch: AlertBatch) -> None:
+        await workflow.execute_activity_method(
+            AlertActivities.deliver_alerts,
+            DeliverAlertsInput(batch=batch),
+            start_to_close_timeout=timedelta(seconds=30),
+            heartbeat_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=1),
+                backoff_coefficient=2.0,
+                maximum_interval=self._policy.alerts.delivery_max_interval,
+            ),
+        )
+        self._pending_alerts.pop(batch.batch_id, None)
+
+    def _spawn(self, work: object) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(work)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- visibility ---------------------------------------------------------------------------
+
+    def _upsert_search_attributes(self) -> None:
+        """Keep the supervisor's `temporal workflow list` view current; no personal data."""
+        state = self._state
+        wanted: list[tuple[str, object, SearchAttributeUpdate[Any]]] = [
+            _sa(sa.EPISODE_STATUS, state.status.value),
+            _sa(sa.RISK_LEVEL, state.risk.level.value if state.risk else None),
+            _sa(sa.CHILD_REF, state.child_ref),
+            _sa(sa.OVERDUE_COUNT, state.overdue_count),
+            _sa(sa.NEXT_DEADLINE, state.next_deadline),
+            _sa(sa.LOOKED_AFTER, state.looked_after),
+            _sa(sa.EPISODE_FLAGS, list(state.flags)),
+        ]
+        changed = [w for w in wanted if self._upserted.get(w[0], _UNSET) != w[1]]
+        if changed:
+            workflow.upsert_search_attributes([update for _, _, update in changed])
+            for name, value, _ in changed:
+                self._upserted[name] = value
+
+
+def _sa(
+    key: SearchAttributeKey[Any], value: Any
+) -> tuple[str, object, SearchAttributeUpdate[Any]]:
+    update = key.value_set(value) if value is not None else key.value_unset()
+    return key.name, value, update
+
+
+_UNSET = object()
+
+
+def _refusal_error(refused: EventRefused) -> ApplicationError:
+    return ApplicationError(
+        refused.refusal.message,
+        refused.refusal.model_dump(mode="json"),
+        type=REFUSED_ERROR,
+        non_retryable=True,
+    )
