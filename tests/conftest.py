@@ -9,7 +9,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
@@ -90,18 +90,35 @@ def pinned(policy: Policy) -> PinnedPolicy:
     return PinnedPolicy.pin(policy)
 
 
+@overload
 async def eventually(
-    probe: Callable[[], Awaitable[T] | T],
+    probe: Callable[[], Awaitable[T]],
     until: Callable[[T], bool],
+    within: float = ...,
+    interval: float = ...,
+) -> T: ...
+
+
+@overload
+async def eventually(
+    probe: Callable[[], T],
+    until: Callable[[T], bool],
+    within: float = ...,
+    interval: float = ...,
+) -> T: ...
+
+
+async def eventually(
+    probe: Callable[[], Any],
+    until: Callable[[Any], bool],
     within: float = 20.0,
     interval: float = 0.05,
-) -> T:
+) -> Any:
     """Poll `probe` until `until(value)` holds or fail after `timeout` seconds (no blind sleeps)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
 
-
-    async def read() -> T:
+    async def read() -> Any:
         value = probe()
         if inspect.isawaitable(value):
             return await value

@@ -44,12 +44,12 @@ class EpisodeDriver:
     ) -> SubmitOutcome:
         when = at or await self.now()
         stamp = when.isoformat()
-        defaults: dict[str, Any] = {
+        by_kind: dict[str, dict[str, Any]] = {
             "episode.reported": {"child": {"child_ref": self.child_ref}, "last_seen_at": stamp},
             "child.found": {"found_at": stamp},
             "sighting.reported": {"seen_at": stamp},
-        }.get(kind, {})
-        data = merge(defaults, data or {})
+        }
+        data = merge(by_kind.get(kind, {}), data or {})
         return await submit_event(
             self.client,
             event(kind, self.episode_id, when, data, **kwargs),

@@ -58,7 +58,9 @@ async def test_seven_day_episode_escalates_through_every_rank_then_closes_with_w
     assert review.escalation_level == 3
     ranks = [a.rank.value for a in (await driver.state()).alerts if a.obligation_id == review.id]
     assert ranks == ["inspector", "superintendent", "superintendent"]
-    await eventually(webhook.alert_ids, lambda ids: {f"{driver.episode_id}:supervisor_review:L3"} <= ids)
+    await eventually(
+        webhook.alert_ids, lambda ids: {f"{driver.episode_id}:supervisor_review:L3"} <= ids
+    )
 
     first_alert = f"{driver.episode_id}:supervisor_review:L1"
     await driver.send("alert.acknowledged", {"alert_id": first_alert, "by": "INSP-9"})
@@ -98,7 +100,9 @@ async def test_seven_day_episode_escalates_through_every_rank_then_closes_with_w
     await driver.skip(days=3)
     state = await driver.state()
     outstanding = [o.id for o in state.outstanding()]
-    waivers = [{"obligation_id": oid, "reason": f"reviewed: {oid} not needed"} for oid in outstanding]
+    waivers = [
+        {"obligation_id": oid, "reason": f"reviewed: {oid} not needed"} for oid in outstanding
+    ]
     with pytest.raises(EventRejected) as partial:
         await driver.send("closure.approved", {"waivers": waivers[:-1]})
     assert partial.value.refusal.code == "open_obligations"

@@ -8,6 +8,7 @@ refusal never reaches the history); one loop sleeps until the next deadline or e
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -44,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
 CHILD_SYNC = "child_sync"
 LOCATION_PREFIX = "location:"
 IO_TIMEOUT = timedelta(seconds=30)
+RETRY_FLOOR = timedelta(seconds=1)
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -64,6 +66,7 @@ class MissingChildEpisode:
         self._io_busy = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._upserted: dict[str, object] = {}
+        self._failed_task: asyncio.Task[None] | None = None
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -92,6 +95,8 @@ class MissingChildEpisode:
                     timer = asyncio.create_task(asyncio.sleep(delay))
             await workflow.wait_condition(partial(self._should_wake, timer))
             self._wake = False
+            if self._failed_task is not None:
+                self._failed_task.result()  # re-raises
             if timer is not None and timer.done():
                 timer, timer_at = None, None
         if timer is not None:
@@ -279,17 +284,26 @@ class MissingChildEpisode:
             start_to_close_timeout=timedelta(seconds=30),
             heartbeat_timeout=timedelta(seconds=10),
             retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=1),
+                initial_interval=RETRY_FLOOR,
                 backoff_coefficient=2.0,
-                maximum_interval=self._policy.alerts.delivery_max_interval,
+                # a drill's time scale must not turn back-off into a busy loop
+                maximum_interval=max(self._policy.alerts.delivery_max_interval, RETRY_FLOOR),
             ),
         )
         self._pending_alerts.pop(batch.batch_id, None)
 
-    def _spawn(self, work: object) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(work)  # type: ignore[arg-type]
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(work)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A background task that fails is a bug: surface it in the main loop, which fails the
+        workflow task (retried, visible in the UI) instead of losing the work silently."""
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._failed_task = task
+            self._wake = True
 
     # --- visibility ---------------------------------------------------------------------------
 
@@ -312,9 +326,7 @@ class MissingChildEpisode:
                 self._upserted[name] = value
 
 
-def _sa(
-    key: SearchAttributeKey[Any], value: Any
-) -> tuple[str, object, SearchAttributeUpdate[Any]]:
+def _sa(key: SearchAttributeKey[Any], value: Any) -> tuple[str, object, SearchAttributeUpdate[Any]]:
     update = key.value_set(value) if value is not None else key.value_unset()
     return key.name, value, update
 

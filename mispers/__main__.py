@@ -1,0 +1,3 @@
+from mispers.cli import app
+
+app()
