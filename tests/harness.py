@@ -3,16 +3,30 @@ whatever server the test uses (time-skipping or dev)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from mispers.domain.state import EpisodeState, Obligation
 from mispers.engine.client import SubmitOutcome, get_episode_state, submit_event
 from mispers.policy import PinnedPolicy
 from tests.factories import event, merge
+
+
+async def terminate_running(client: Client, workflow_ids: Iterable[str]) -> None:
+    """Tests on the shared time-skipping server must leave no workflow whose worker is gone:
+    its pending tasks would stop time skipping for every later test."""
+    for workflow_id in set(workflow_ids):
+        with contextlib.suppress(RPCError):
+            await client.get_workflow_handle(workflow_id).terminate("test finished")
+
+
+STARTED: list[str] = []
 
 
 class EpisodeDriver:
@@ -42,6 +56,7 @@ class EpisodeDriver:
         at: dt.datetime | None = None,
         **kwargs: Any,
     ) -> SubmitOutcome:
+        STARTED.extend([f"episode-{self.episode_id}", f"child-{self.child_ref}"])
         when = at or await self.now()
         stamp = when.isoformat()
         by_kind: dict[str, dict[str, Any]] = {
@@ -67,6 +82,15 @@ class EpisodeDriver:
         ob = state.obligation(oid)
         assert ob is not None, f"no obligation {oid}: {[o.id for o in state.obligations]}"
         return ob
+
+    async def close(self) -> None:
+        """Found and closed with every open obligation waived (episodes a test leaves behind)."""
+        state = await self.state()
+        if state.status.value == "missing":
+            await self.send("child.found")
+            state = await self.state()
+        waivers = [{"obligation_id": o.id, "reason": "test drill"} for o in state.outstanding()]
+        await self.send("closure.approved", {"waivers": waivers})
 
     async def skip(self, **delta: float) -> None:
         await self.env.sleep(dt.timedelta(**delta))

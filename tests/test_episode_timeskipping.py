@@ -15,7 +15,7 @@ from mispers.domain.types import ObligationStatus
 from mispers.engine.client import EventRejected
 from mispers.policy import PinnedPolicy
 from tests.conftest import eventually
-from tests.harness import EpisodeDriver
+from tests.harness import STARTED, EpisodeDriver, terminate_running
 from tests.receivers import WebhookReceiver, webhook_receiver
 from worker import build_worker
 
@@ -36,6 +36,7 @@ async def driver(
     settings = Settings(data_dir=tmp_path, alert_webhook_url=webhook.url)
     async with build_worker(ts_env.client, settings, task_queue=queue):
         yield EpisodeDriver(ts_env, pinned, queue, f"E-{uuid.uuid4().hex[:10]}")
+        await terminate_running(ts_env.client, STARTED)
 
 
 async def test_seven_day_episode_escalates_through_every_rank_then_closes_with_waivers(

@@ -3,14 +3,17 @@ knows how an event reaches its episode and how refusals and duplicates come back
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowExecution,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
@@ -23,7 +26,8 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mispers.config import Settings
-from mispers.domain.events import EpisodeReported, EventBase
+from mispers.domain.child_record import ChildRecordState
+from mispers.domain.events import REF_PATTERN, EpisodeReported, EventBase
 from mispers.domain.messages import (
     DUPLICATE_ERROR,
     EPISODE_WORKFLOW,
@@ -31,20 +35,28 @@ from mispers.domain.messages import (
     EpisodeInput,
     RecordEventInput,
     RecordEventResult,
+    child_workflow_id,
     episode_workflow_id,
     event_key,
     update_id_for,
 )
 from mispers.domain.refusals import Refusal
-from mispers.domain.state import EpisodeState
+from mispers.domain.state import EpisodeState, EpisodeSummary
+from mispers.domain.types import EpisodeStatus, RiskLevel
+from mispers.engine import search_attributes as sa
 from mispers.engine.connection import connect_kwargs
 from mispers.policy.model import PinnedPolicy
 
 __all__ = [
     "EpisodeNotFound",
+    "EpisodePage",
     "EventRejected",
     "SubmitOutcome",
+    "engine_reachable",
+    "episodes_query",
+    "get_child_record",
     "get_episode_state",
+    "list_episodes",
     "submit_event",
 ]
 
@@ -198,3 +210,83 @@ async def connect(settings: Settings) -> Client:
         data_converter=data_converter(settings),
         **security,
     )
+
+
+# --- reads for the supervisor API and CLI ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EpisodePage:
+    episodes: list[EpisodeSummary]
+    next_page_token: bytes | None
+
+
+def episodes_query(
+    *,
+    status: EpisodeStatus | None = None,
+    risk: RiskLevel | None = None,
+    overdue: bool | None = None,
+    child_ref: str | None = None,
+) -> str:
+    """A visibility query over the search attributes (the server's index, never a scan).
+
+    Values are closed vocabularies or a checked reference; quotes are refused rather than
+    escaped, so no value can extend the query."""
+    clauses = [f"WorkflowType = '{EPISODE_WORKFLOW}'"]
+    if status is not None:
+        clauses.append(f"{sa.EPISODE_STATUS.name} = '{EpisodeStatus(status).value}'")
+    if risk is not None:
+        clauses.append(f"{sa.RISK_LEVEL.name} = '{RiskLevel(risk).value}'")
+    if overdue is not None:
+        clauses.append(f"{sa.OVERDUE_COUNT.name} {'>' if overdue else '='} 0")
+    if child_ref is not None:
+        if not re.fullmatch(REF_PATTERN, child_ref):
+            raise ValueError("child_ref must match " + REF_PATTERN)
+        clauses.append(f"{sa.CHILD_REF.name} = '{child_ref}'")
+    return " AND ".join(clauses)
+
+
+async def list_episodes(
+    client: Client, query: str, *, page_size: int = 100, page_token: bytes | None = None
+) -> EpisodePage:
+    """One page of episode summaries, read from the search attributes alone (no query per
+    workflow), so a page costs one visibility call whatever its size."""
+    iterator = client.list_workflows(query, page_size=page_size, next_page_token=page_token)
+    await iterator.fetch_next_page()
+    episodes = [_summary_from_visibility(execution) for execution in iterator.current_page or ()]
+    return EpisodePage(episodes=episodes, next_page_token=iterator.next_page_token)
+
+
+def _summary_from_visibility(execution: WorkflowExecution) -> EpisodeSummary:
+    attrs = execution.typed_search_attributes
+    risk = attrs.get(sa.RISK_LEVEL)
+    status = attrs.get(sa.EPISODE_STATUS)
+    return EpisodeSummary(
+        episode_id=execution.id.removeprefix(episode_workflow_id("")),
+        # Not yet upserted (the first workflow task is still running): a new episode is missing.
+        status=EpisodeStatus(status) if status else EpisodeStatus.MISSING,
+        risk_level=RiskLevel(risk) if risk else None,
+        child_ref=attrs.get(sa.CHILD_REF),
+        overdue_count=attrs.get(sa.OVERDUE_COUNT) or 0,
+        next_deadline=attrs.get(sa.NEXT_DEADLINE),
+    )
+
+
+async def get_child_record(client: Client, child_ref: str) -> ChildRecordState | None:
+    """The `state` query of the child's record workflow; None when the child has none yet."""
+    handle = client.get_workflow_handle(child_workflow_id(child_ref))
+    try:
+        record: ChildRecordState = await handle.query("state", result_type=ChildRecordState)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return record
+
+
+async def engine_reachable(client: Client) -> bool:
+    """A health RPC with a short deadline: a probe must answer while the engine does not."""
+    try:
+        return await client.service_client.check_health(timeout=timedelta(seconds=2))
+    except Exception:
+        return False
