@@ -35,12 +35,24 @@ def checked_settings() -> Settings:
     return settings
 
 
+def checked_key_ring(settings: Settings) -> None:
+    """Open (on the embedded default: create) the key ring before any process needs it, so a
+    missing or broken ring stops us with its message instead of a worker's traceback."""
+    from mispers.security.keyring import KeyRingError, open_ring
+
+    try:
+        open_ring(settings)
+    except KeyRingError as exc:
+        raise fail(str(exc)) from None
+
+
 @app.command()
 def dev() -> None:
     """Run the embedded default: Temporal dev server, worker and API (what `make run` runs)."""
     from mispers.dev import DevError, run_dev
 
     settings = checked_settings()
+    checked_key_ring(settings)
     try:
         code = run_dev(settings, lambda line: typer.echo(line))
     except DevError as exc:
@@ -54,6 +66,7 @@ def worker() -> None:
     from worker import run_worker
 
     settings = checked_settings()
+    checked_key_ring(settings)
     configure_logging()
     try:
         asyncio.run(run_worker(settings))
