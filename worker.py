@@ -91,6 +91,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     identity = worker_identity()
     worker = build_worker(client, settings, identity=identity)
     health = asyncio.create_task(_touch_health(settings.data_dir / HEALTH_FILE))
+    if settings.worker_metrics_port is not None:
+        # Alerts raised by rank (activities/alerts.py) for Prometheus; the API relays them too.
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, addr=settings.http_host)
     log.info(
         "worker started",
         task_queue=settings.task_queue,

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import aiosmtplib
 import httpx
+from prometheus_client import Counter
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -21,6 +22,12 @@ from mispers.domain.state import Alert
 from mispers.logs import get_logger
 
 log = get_logger("mispers.alerts")
+
+ALERTS_RAISED = Counter(
+    "mispers_alerts_raised",
+    "Alerts raised for missed deadlines, by the rank alerted (counted once per delivery batch).",
+    ["rank"],
+)
 
 # Only these fields leave the engine: ids, kinds, ranks and times; never child data.
 ALERT_FIELDS = (
@@ -119,8 +126,12 @@ class AlertActivities:
     @activity.defn
     async def deliver_alerts(self, input: DeliverAlertsInput) -> list[str]:
         """Returns the sinks that took the batch; raises (to retry) while any has not."""
-        details = activity.info().heartbeat_details
+        info = activity.info()
+        details = info.heartbeat_details
         done: set[str] = set(details[0]) if details else set()
+        if info.attempt == 1 and not details:
+            for alert in input.batch.alerts:
+                ALERTS_RAISED.labels(rank=alert.rank.value).inc()
         failed: list[str] = []
         for sink in self._sinks:
             if sink.name in done:

@@ -33,6 +33,10 @@ class Settings:
     alert_email_from: str = "mispers@localhost"
     locations_of_concern: Path | None = None
     task_queue: str = "mispers"
+    # The worker's own Prometheus endpoint (alerts raised by rank); unset = not served.
+    worker_metrics_port: int | None = None
+    # Where the API finds the worker's metrics to append to its own /metrics (`mispers dev`).
+    worker_metrics_url: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -71,6 +75,13 @@ def _path(env: Mapping[str, str], name: str, must_exist: bool) -> Path | None:
     return path
 
 
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name) or None
+    if raw and not raw.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}={raw!r}: must be an http(s) URL")
+    return raw
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     raw_scale = env.get("MISPERS_TIME_SCALE") or "1"
@@ -80,9 +91,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"MISPERS_TIME_SCALE={raw_scale!r}: must be a number") from None
     if not 0 < time_scale <= 1_000_000:
         raise ConfigError(f"MISPERS_TIME_SCALE={raw_scale!r}: must be above 0 and at most 1e6")
-    webhook = env.get("MISPERS_ALERT_WEBHOOK_URL") or None
-    if webhook and not webhook.startswith(("http://", "https://")):
-        raise ConfigError(f"MISPERS_ALERT_WEBHOOK_URL={webhook!r}: must be an http(s) URL")
+    webhook = _url(env, "MISPERS_ALERT_WEBHOOK_URL")
     email_to = tuple(
         a.strip() for a in (env.get("MISPERS_ALERT_EMAIL_TO") or "").split(",") if a.strip()
     )
@@ -115,5 +124,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         task_queue=env.get("MISPERS_TASK_QUEUE") or "mispers",
         smtp_username=smtp_username,
         smtp_password=smtp_password,
+        worker_metrics_port=(
+            _int(env, "MISPERS_WORKER_METRICS_PORT", 0)
+            if env.get("MISPERS_WORKER_METRICS_PORT")
+            else None
+        ),
+        worker_metrics_url=_url(env, "MISPERS_WORKER_METRICS_URL"),
         extra={k: v for k, v in env.items() if k.startswith("MISPERS_")},
     )

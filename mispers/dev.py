@@ -141,6 +141,12 @@ def run_dev(settings: Settings, say: Callable[[str], None]) -> int:
             say(f"Temporal dev server on 127.0.0.1:{port} (data: {settings.temporal_db_path})")
             env["MISPERS_TEMPORAL_ADDRESS"] = f"127.0.0.1:{port}"
         mispers = [sys.executable, "-m", "mispers"]
+        if "MISPERS_WORKER_METRICS_PORT" not in env:
+            env["MISPERS_WORKER_METRICS_PORT"] = str(settings.http_port + 1)
+        env.setdefault(
+            "MISPERS_WORKER_METRICS_URL",
+            f"http://{settings.http_host}:{env['MISPERS_WORKER_METRICS_PORT']}/metrics",
+        )
         since = time.time()
         worker = stack.spawn("worker", [*mispers, "worker"], env)
         health = settings.data_dir / HEALTH_FILE

@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from mispers.dev import port_open
@@ -50,6 +51,7 @@ async def test_dev_starts_everything_runs_the_demo_and_stops_cleanly(tmp_path: P
         "MISPERS_DATA_DIR": str(tmp_path / "data"),
         "MISPERS_HTTP_PORT": str(http_port),
         "MISPERS_EMBEDDED_TEMPORAL_PORT": str(temporal_port),
+        "MISPERS_TIME_SCALE": "3600",  # the 1-hour systems checks fall due after a second
     }
     for inherited in ("MISPERS_TEMPORAL_ADDRESS", "MISPERS_JWT_SECRET", "MISPERS_KEYS"):
         env.pop(inherited, None)
@@ -94,6 +96,30 @@ async def test_dev_starts_everything_runs_the_demo_and_stops_cleanly(tmp_path: P
             )[1]
 
         await eventually(listed, lambda out: "episode-DEMO-1" in out, within=30)
+
+        # The missed deadline's alert is raised in the worker process; the API's /metrics
+        # relays the worker's counter, so one scrape shows it.
+        code, token = await run(
+            sys.executable, "-m", "mispers", "token", "--role", "auditor", "--subject", "t", env=env
+        )
+        assert code == 0, token
+
+        async def scrape() -> str:
+            async with httpx.AsyncClient() as http:
+                answer = await http.get(
+                    f"http://127.0.0.1:{http_port}/metrics",
+                    headers={"Authorization": f"Bearer {token.strip()}"},
+                )
+                return answer.text
+
+        metrics = await eventually(
+            scrape, lambda text: 'mispers_alerts_raised_total{rank="sergeant"}' in text, within=30
+        )
+        assert (
+            'mispers_events_accepted_total{status="accepted",type="mispers.episode.reported"} 1.0'
+            in metrics
+        )
+        assert "mispers_worker_metrics_up 1.0" in metrics
     finally:
         if dev.returncode is None:
             dev.send_signal(signal.SIGINT)

@@ -73,10 +73,11 @@ class EventAnswer(BaseModel):
 
 
 class BatchItem(BaseModel):
-    """One event's outcome in a batch answer, in the order the events were sent."""
+    """One event's outcome in a batch answer, in the order the events were sent. An id is
+    absent when the event had none shaped as an id (it is not echoed)."""
 
-    episode_id: str | None
-    event_id: str | None
+    episode_id: str | None = None
+    event_id: str | None = None
     status: Literal["accepted", "duplicate", "rejected"]
     problem: Problem | None = None
 

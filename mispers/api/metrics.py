@@ -1,16 +1,26 @@
 """Prometheus metrics of the API, on the process-wide default registry.
 
-The default registry is deliberate: when `mispers dev` runs the worker in the same process, the
-worker's counters (`mispers_alerts_raised_total{rank}`, owned by the alert activities) appear on
-this `/metrics` too, with no wiring between the two. Label values are bounded sets (event types
-we know, refusal codes, route templates), never raw input.
+Alerts are raised in the worker, a separate process: the worker serves its own counters
+(`mispers_alerts_raised_total{rank}`) on `MISPERS_WORKER_METRICS_PORT`, and where
+`MISPERS_WORKER_METRICS_URL` names that endpoint (as `mispers dev` sets it) this `/metrics` appends
+them, so one scrape shows the whole service; at scale Prometheus scrapes each worker pod instead.
+Label values are bounded sets (event types we know, refusal codes, route templates), never raw
+input.
 """
 
 from __future__ import annotations
 
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+import httpx
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,8 +56,32 @@ def count_refused(event_type: str | None, reason: str) -> None:
     EVENTS_REFUSED.labels(type=type_label(event_type), reason=reason).inc()
 
 
-def metrics_response() -> Response:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+WORKER_METRICS_UP = Gauge(
+    "mispers_worker_metrics_up",
+    "1 if the worker's metrics were read for this scrape (MISPERS_WORKER_METRICS_URL), else 0.",
+)
+
+
+async def worker_metrics(url: str | None) -> bytes:
+    """The worker's exposition, or nothing: a slow or stopped worker never fails this scrape."""
+    if not url:
+        return b""
+    try:
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            response = await client.get(url)
+            response.raise_for_status()
+    except httpx.HTTPError:
+        WORKER_METRICS_UP.set(0)
+        return b""
+    WORKER_METRICS_UP.set(1)
+    # Only the worker's own series: its process/platform collectors would clash with ours.
+    lines = response.content.splitlines(keepends=True)
+    return b"".join(line for line in lines if b"mispers_" in line)
+
+
+async def metrics_response(worker_url: str | None = None) -> Response:
+    worker = await worker_metrics(worker_url)
+    return Response(generate_latest(REGISTRY) + worker, media_type=CONTENT_TYPE_LATEST)
 
 
 class LatencyMiddleware:

@@ -56,8 +56,8 @@ async def healthz(request: Request) -> JSONResponse:
         **_AUTH_ERRORS,
     },
 )
-async def metrics(_: Anyone) -> Response:
-    return metrics_response()
+async def metrics(_: Anyone, request: Request) -> Response:
+    return await metrics_response(get_context(request).settings.worker_metrics_url)
 
 
 class EventTypeSchema(BaseModel):
