@@ -15,6 +15,7 @@ import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from mispers.engine.client import data_converter
@@ -34,9 +35,8 @@ async def _twice(start: Callable[[], Awaitable[T]]) -> T:
         return await start()
 
 
-@pytest.fixture(scope="session")
-async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
-    db = tmp_path_factory.mktemp("temporal") / "temporal.db"
+async def start_dev_server(db: Path, converter: DataConverter) -> WorkflowEnvironment:
+    """A dev server from the venv's `temporal` binary, flags as `make run`, on the SQLite `db`."""
 
     async def start() -> WorkflowEnvironment:
         return await WorkflowEnvironment.start_local(
@@ -45,10 +45,30 @@ async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Wor
             dev_server_extra_args=list(TUNING_ARGS),
             dev_server_startup_timeout=STARTUP,
             search_attributes=SEARCH_ATTRIBUTES,
-            data_converter=data_converter(),
+            data_converter=converter,
         )
 
-    env = await _twice(start)
+    return await _twice(start)
+
+
+async def run_command(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    """Run a command from the repository root; its exit code and its output (stderr merged)."""
+    process = await asyncio.create_subprocess_exec(
+        *args,
+        cwd=repo_root(),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+@pytest.fixture(scope="session")
+async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
+    db = tmp_path_factory.mktemp("temporal") / "temporal.db"
+    env = await start_dev_server(db, data_converter())
     async with env:
         yield env
 

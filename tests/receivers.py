@@ -16,11 +16,12 @@ from aiosmtpd.controller import Controller
 
 
 class WebhookReceiver:
-    """Collects every JSON body POSTed to it; `fail_next` makes it answer 503 that many times."""
+    """Collects every JSON body POSTed to it, with the last segment of its path (the sender);
+    `fail_next` makes it answer 503 that many times."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._bodies: list[dict[str, Any]] = []
+        self._posts: list[tuple[str, dict[str, Any]]] = []
         self.fail_next = 0
         self.failures = 0
         receiver = self
@@ -36,7 +37,7 @@ class WebhookReceiver:
                         self.send_response(503)
                         self.end_headers()
                         return
-                    receiver._bodies.append(json.loads(body))
+                    receiver._posts.append((self.path.rsplit("/", 1)[-1], json.loads(body)))
                 self.send_response(204)
                 self.end_headers()
 
@@ -47,13 +48,23 @@ class WebhookReceiver:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/alerts"
+        return self.url_for("alerts")
+
+    def url_for(self, name: str) -> str:
+        """A URL whose last segment names the sender, so `posts()` tells senders apart."""
+        return f"http://127.0.0.1:{self.port}/hook/{name}"
+
+    def posts(self) -> list[tuple[str, dict[str, Any]]]:
+        with self._lock:
+            return list(self._posts)
 
     def bodies(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self._bodies)
+        return [body for _, body in self.posts()]
 
     def alert_ids(self) -> set[str]:
         return {b["alert_id"] for b in self.bodies()}

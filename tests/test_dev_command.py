@@ -15,23 +15,10 @@ import pytest
 
 from mispers.dev import port_open
 from mispers.engine.embedded import venv_binary
-from tests.conftest import eventually, repo_root
+from tests.conftest import eventually, repo_root, run_command
 from tests.receivers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-async def run(*args: str, env: dict[str, str]) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        *args,
-        cwd=repo_root(),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, output.decode()
 
 
 async def read_until(stream: asyncio.StreamReader, marker: str, seen: list[str]) -> str:
@@ -72,18 +59,18 @@ async def test_dev_starts_everything_runs_the_demo_and_stops_cleanly(tmp_path: P
         curl = (await dev.stdout.readline()).decode().strip()
         assert curl.startswith("curl ") and f":{http_port}/v1/events" in curl
 
-        code, answer = await run("bash", "-c", curl, env=env)
+        code, answer = await run_command("bash", "-c", curl, env=env)
         assert code == 0 and '"status":"accepted"' in answer, answer
         assert (tmp_path / "data" / "keys.json").exists()  # the ring was made on first start
 
-        code, shown = await run(
+        code, shown = await run_command(
             sys.executable, "-m", "mispers", "episodes", "show", "DEMO-1", env=env
         )
         assert code == 0 and "DEMO-CHILD" in shown and "episode.reported" in shown, shown
 
         async def listed() -> str:
             return (
-                await run(
+                await run_command(
                     str(venv_binary("temporal")),
                     "workflow",
                     "list",
@@ -99,7 +86,7 @@ async def test_dev_starts_everything_runs_the_demo_and_stops_cleanly(tmp_path: P
 
         # The missed deadline's alert is raised in the worker process; the API's /metrics
         # relays the worker's counter, so one scrape shows it.
-        code, token = await run(
+        code, token = await run_command(
             sys.executable, "-m", "mispers", "token", "--role", "auditor", "--subject", "t", env=env
         )
         assert code == 0, token

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -24,16 +23,10 @@ from mispers.domain.types import Role
 from mispers.engine.client import connect
 from mispers.security.keyring import open_ring
 from tests.conftest import eventually
+from tests.receivers import free_port
 
 # The scale of the "drill" API: 30 min deadlines become 1.5 s, so alerts happen within a test.
 DRILL_TIME_SCALE = 1200.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def tokens_for(settings: Settings) -> dict[Role, str]:

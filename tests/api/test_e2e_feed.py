@@ -3,7 +3,6 @@ and the `mispers send` / `mispers episodes` commands against the running API."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import os
@@ -21,7 +20,7 @@ from cloudevents.core.v1.event import CloudEvent
 from mispers.domain.types import Role
 from tests.api.conftest import Stack, unique
 from tests.api.e2e import event, post, report, state
-from tests.conftest import eventually, repo_root
+from tests.conftest import eventually, run_command
 
 isoparse = _dt.fromisoformat
 
@@ -95,21 +94,7 @@ async def test_recorded_feed_through_the_cloudevents_sdk(
 async def cli(stack: Stack, *args: str) -> tuple[int, str]:
     env = {**os.environ, "MISPERS_DATA_DIR": str(stack.settings.data_dir), "COLUMNS": "200"}
     env.pop("MISPERS_JWT_SECRET", None)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "mispers",
-        *args,
-        "--url",
-        stack.url,
-        cwd=repo_root(),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, output.decode()
+    return await run_command(sys.executable, "-m", "mispers", *args, "--url", stack.url, env=env)
 
 
 async def test_mispers_send_then_episodes_list_and_show(stack: Stack, tmp_path: Path) -> None:

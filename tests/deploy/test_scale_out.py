@@ -15,18 +15,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +40,7 @@ from mispers.policy import PinnedPolicy, Policy, load_policy
 from mispers.security.keyring import KeyRing
 from tests.conftest import eventually
 from tests.factories import event
+from tests.receivers import WebhookReceiver, webhook_receiver
 
 pytestmark = pytest.mark.integration
 
@@ -78,48 +74,6 @@ def drill_policy() -> PinnedPolicy:
 
 
 @dataclass
-class Hook:
-    """A local webhook endpoint; each worker posts to /hook/<name>."""
-
-    posts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    port: int = 0
-
-    def snapshot(self) -> list[tuple[str, dict[str, Any]]]:
-        with self.lock:
-            return list(self.posts)
-
-    def alert_ids(self) -> set[str]:
-        return {body["alert_id"] for _, body in self.snapshot()}
-
-
-@contextmanager
-def hook_server() -> Iterator[Hook]:
-    hook = Hook()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
-            with hook.lock:
-                hook.posts.append((self.path.rsplit("/", 1)[-1], body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    hook.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield hook
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@dataclass
 class WorkerProc:
     name: str
     proc: subprocess.Popen[bytes]
@@ -135,11 +89,13 @@ def mispers_bin() -> str:
     return str(Path(sys.executable).parent / "mispers")
 
 
-def worker_env(base: dict[str, str], name: str, data_dir: Path, hook: Hook) -> dict[str, str]:
+def worker_env(
+    base: dict[str, str], name: str, data_dir: Path, hook: WebhookReceiver
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MISPERS_")}
     env.update(base)
     env["MISPERS_DATA_DIR"] = str(data_dir)
-    env["MISPERS_ALERT_WEBHOOK_URL"] = f"http://127.0.0.1:{hook.port}/hook/{name}"
+    env["MISPERS_ALERT_WEBHOOK_URL"] = hook.url_for(name)
     return env
 
 
@@ -253,7 +209,7 @@ async def test_three_workers_two_stopped_mid_run_lose_nothing(
     # The test's own client goes through the service's settings and connect(): same key ring.
     client = await connect(load_settings({**base, "MISPERS_DATA_DIR": str(tmp_path)}))
 
-    with hook_server() as hook:
+    with webhook_receiver() as hook:
         workers: list[WorkerProc] = []
         try:
             for name in WORKERS:
@@ -325,7 +281,7 @@ async def test_three_workers_two_stopped_mid_run_lose_nothing(
                     assert [a.alert_id for a in state.alerts] == [f"{episode_id}:systems_checks:L1"]
                     assert state.alerts[0].rank.value == "sergeant"
             # Nothing was lost and nothing spurious was sent (repeats are allowed: at least once).
-            posts = hook.snapshot()
+            posts = hook.posts()
             received = collections.Counter(body["alert_id"] for _, body in posts)
             assert set(received) == expected
             assert all(body["escalation_level"] == 1 for _, body in posts)

@@ -44,7 +44,6 @@ from mispers.config import Settings
 from mispers.domain.messages import child_workflow_id, episode_workflow_id
 from mispers.domain.types import Role
 from mispers.engine.client import get_episode_state, submit_event
-from mispers.engine.embedded import TUNING_ARGS, venv_binary
 from mispers.engine.search_attributes import ALL as SEARCH_ATTRIBUTES
 from mispers.logs import configure_logging
 from mispers.policy import PinnedPolicy
@@ -57,7 +56,7 @@ from mispers.security.codec import (
     key_id_of,
 )
 from mispers.security.keyring import KeyRing, open_ring
-from tests.conftest import STARTUP, _twice, eventually
+from tests.conftest import eventually, start_dev_server
 from tests.factories import envelope, event
 from worker import PASSTHROUGH, build_worker
 from workflows.child_record import ChildRecord
@@ -128,17 +127,7 @@ async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Engi
     settings = Settings(data_dir=base / "data", task_queue=f"enc-{uuid.uuid4().hex[:8]}")
     converter = encrypting(pydantic_data_converter, open_ring(settings, env={}))
 
-    async def start() -> WorkflowEnvironment:
-        return await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(venv_binary("temporal")),
-            dev_server_database_filename=str(db),
-            dev_server_extra_args=list(TUNING_ARGS),
-            dev_server_startup_timeout=STARTUP,
-            search_attributes=SEARCH_ATTRIBUTES,
-            data_converter=converter,
-        )
-
-    env = await _twice(start)
+    env = await start_dev_server(db, converter)
     async with env:
         yield Engine(env, db, settings, converter)
 
