@@ -1,8 +1,10 @@
 """From a well-formed CloudEvent to a domain event: the pydantic models of mispers.domain.events
-decide every field rule, so the API states none of its own."""
+decide every field rule, so the API states none of its own; the rules that need the present
+(mispers.domain.plausibility) are applied here, where a clock may be read."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -10,6 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 from mispers.api.envelope import Envelope
 from mispers.api.problems import FieldProblem, ProblemError, field_problems, invalid_event
 from mispers.domain.events import EVENT_MODELS, Actor, AnyEvent, EventBase
+from mispers.domain.plausibility import implausibilities
 
 EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)
 KNOWN_TYPES = tuple(sorted(EVENT_MODELS))
@@ -42,6 +45,11 @@ def to_event(envelope: Envelope, actor: Actor) -> EventBase:
         event: EventBase = EVENT_ADAPTER.validate_python(document)
     except ValidationError as exc:
         raise _problem(exc, envelope.type) from None
+    wrong = implausibilities(event, dt.datetime.now(dt.UTC))
+    if wrong:
+        raise invalid_event(
+            [FieldProblem(field=w.field, rule=w.rule, message=w.message) for w in wrong]
+        )
     return event
 
 

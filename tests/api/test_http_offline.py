@@ -291,3 +291,24 @@ async def test_no_input_gets_a_500(
         for item in response.json() if isinstance(response.json(), list) else []:
             assert item["status"] == "rejected"
             assert item["problem"]["status"] != 500
+
+
+async def test_dates_that_cannot_be_true_are_422_without_echoing_them(
+    offline_client: httpx.AsyncClient, offline_tokens: dict[Role, str]
+) -> None:
+    document = envelope(
+        "episode.reported",
+        "EP-1",
+        STAMP,
+        {"child": {"date_of_birth": "4201-03-14"}, "last_seen_at": "2026-01-01T09:00:00Z"},
+    )
+    response = await offline_client.post(
+        "/v1/events",
+        content=json.dumps(document),
+        headers={**CE, **bearer(offline_tokens, Role.SYSTEM)},
+    )
+    problem = assert_problem(response, 422)
+    assert [(e["field"], e["rule"]) for e in problem["errors"]] == [
+        ("data.child.date_of_birth", "implausible_date_of_birth")
+    ]
+    assert "4201" not in response.text
