@@ -8,11 +8,12 @@ import base64
 import binascii
 import hashlib
 import hmac
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
-from temporalio.client import WorkflowQueryFailedError
+from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mispers.api.auth import Action
@@ -35,6 +36,7 @@ from mispers.engine.client import (
     list_episodes,
 )
 
+T = TypeVar("T")
 router = APIRouter()
 
 Reader = Annotated[Actor, Depends(require(Action.READ))]
@@ -133,11 +135,7 @@ def _bad_token() -> ProblemError:
 async def get_episode(
     request: Request, _: Reader, episode_id: Annotated[str, Path(pattern=REF_PATTERN)]
 ) -> EpisodeState:
-    client = await get_context(request).client()
-    try:
-        state = await get_episode_state(client, episode_id)
-    except (RPCError, WorkflowQueryFailedError) as exc:
-        raise engine_unavailable(f"cannot query the episode ({type(exc).__name__})") from None
+    state = await _query(request, "the episode", get_episode_state, episode_id)
     if state is None:
         raise not_found("episode-not-found", f"no episode {episode_id}", episode_id=episode_id)
     return state
@@ -152,11 +150,18 @@ async def get_episode(
 async def get_child(
     request: Request, _: Reader, child_ref: Annotated[str, Path(pattern=REF_PATTERN)]
 ) -> ChildRecordState:
-    client = await get_context(request).client()
-    try:
-        record = await get_child_record(client, child_ref)
-    except (RPCError, WorkflowQueryFailedError) as exc:
-        raise engine_unavailable(f"cannot query the child record ({type(exc).__name__})") from None
+    record = await _query(request, "the child record", get_child_record, child_ref)
     if record is None:
         raise not_found("child-not-found", f"no record for child {child_ref}")
     return record
+
+
+async def _query(
+    request: Request, what: str, read: Callable[[Client, str], Awaitable[T | None]], ref: str
+) -> T | None:
+    """A workflow's state by query; an engine that cannot answer is a 503, never a 500."""
+    client = await get_context(request).client()
+    try:
+        return await read(client, ref)
+    except (RPCError, WorkflowQueryFailedError) as exc:
+        raise engine_unavailable(f"cannot query {what} ({type(exc).__name__})") from None
