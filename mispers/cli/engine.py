@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -33,6 +36,19 @@ def checked_settings() -> Settings:
     except (ConfigError, PolicyError, RegisterError) as exc:
         raise fail(str(exc)) from None
     return settings
+
+
+def exit_skipping_teardown(code: int = 0) -> NoReturn:
+    """End a process that used a Temporal client, once its work is done and flushed.
+
+    The SDK's Rust threads can outlive the event loop and call into an interpreter that is
+    finalizing, which aborts the process (SIGABRT, "PyGILState_Release", sdk-python#300): a
+    worker that drained cleanly would then report a crash to its supervisor. Everything the
+    process owes is finished by now, so the interpreter's teardown is skipped."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def checked_key_ring(settings: Settings) -> None:
@@ -72,6 +88,7 @@ def worker() -> None:
         asyncio.run(run_worker(settings))
     except RuntimeError as exc:
         raise fail(f"worker cannot connect to Temporal: {exc}") from None
+    exit_skipping_teardown(0)
 
 
 @app.command("policy")

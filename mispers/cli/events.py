@@ -29,7 +29,7 @@ from mispers.api.auth import DEFAULT_TTL, SecretError, load_secret, mint_token
 from mispers.api.envelope import BATCH_MEDIA_TYPE
 from mispers.api.ingest import MAX_BODY_BYTES
 from mispers.cli.app import app
-from mispers.cli.engine import checked_key_ring, checked_settings, fail
+from mispers.cli.engine import checked_key_ring, checked_settings, exit_skipping_teardown, fail
 from mispers.config import Settings
 from mispers.domain.types import EpisodeStatus, RiskLevel, Role
 
@@ -66,6 +66,7 @@ def api() -> None:
         asyncio.run(serve_api(settings))
     except (ApiStartupError, SecretError) as exc:
         raise fail(str(exc)) from None
+    exit_skipping_teardown(0)
 
 
 def parse_ttl(text: str) -> dt.timedelta:
