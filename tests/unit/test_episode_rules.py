@@ -300,3 +300,28 @@ def test_wrong_subject_is_refused() -> None:
 def test_risk_levels_are_ordered() -> None:
     assert RiskLevel.VERY_LOW < RiskLevel.LOW < RiskLevel.MEDIUM < RiskLevel.HIGH
     assert max([RiskLevel.LOW, RiskLevel.HIGH, RiskLevel.MEDIUM]) is RiskLevel.HIGH
+
+
+def test_the_grade_is_provisional_until_the_systems_checks_are_recorded() -> None:
+    ep = reported()
+    assert ep.state.risk is not None and not ep.state.risk.confirmed
+    ep.send("enquiry.recorded", {"kind": "cctv"})
+    assert not ep.state.risk.confirmed
+    ep.send("enquiry.recorded", {"kind": "systems_checked"})
+    assert ep.state.risk.confirmed
+    assert ep.ob("systems_checks").status is ObligationStatus.MET
+
+
+def test_periodic_reviews_while_missing_go_to_inspector_then_superintendent_then_repeat() -> None:
+    ep = reported(initial_risk="high")
+    first = ep.ob("risk_review:1")
+    assert (first.owner.value, first.due_at - T0) == ("inspector", 2 * H)
+    ep.send(
+        "risk.assessed", {"level": "high", "rank": "inspector", "assessed_by": "I-1"}, at=T0 + H
+    )
+    second = ep.ob("risk_review:2")
+    assert (second.owner.value, second.due_at - T0) == ("superintendent", 6 * H)
+    ep.now = T0 + 5 * H
+    ep.send("risk.assessed", {"level": "high", "rank": "superintendent", "assessed_by": "S-1"})
+    third = ep.ob("risk_review:3")
+    assert (third.owner.value, third.due_at - T0) == ("superintendent", 12 * H)
