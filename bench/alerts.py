@@ -1,0 +1,459 @@
+"""Alert timeliness, memory and supervisor reads at scale (issue 5 items 2 and 3).
+
+One embedded dev server (flags of `make run`), one Mispers worker and API, all at a drill time
+scale (MISPERS_TIME_SCALE) so that deadlines fall inside the run, with a webhook receiver in
+this process that records the first arrival of each alert_id and counts repeats.
+
+1. Ramp: `--episodes` episodes (default 10,000; every `--high-every`-th at high risk, the rest
+   medium) are reported through POST /v1/events and stay open, each with its obligations.
+2. At N open: RSS of the worker, the server and the API; `--reads` sequential calls each of
+   GET /v1/episodes?risk=high&overdue=true and GET /v1/episodes/{id} (a random open episode).
+3. Observe: until every episode's first medium deadline (1 h / scale after its report) and
+   `--observe` more seconds have passed; deadlines keep falling while the ramp runs too.
+4. Check: every episode's state is read (the `state` query); each alert it raised with
+   `scheduled_at` before the end of the observation must reach the webhook (waited for up to
+   `--grace` seconds); lateness = first arrival at the webhook - the alert's scheduled time
+   (its obligation's due time for level 1, the escalation time for later levels).
+One run by default (a 10,000-episode run takes tens of minutes)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import time
+from typing import Any
+
+import httpx
+from temporalio.service import RPCError
+
+from bench.common import (
+    AlertReceiver,
+    Figure,
+    Service,
+    Stack,
+    console,
+    cpu_seconds,
+    machine_info,
+    median,
+    percentile,
+    poll_until,
+    print_figures,
+    print_machine,
+    progress,
+    report,
+    rss_mib,
+    stack,
+    write_results,
+)
+from mispers.domain.state import EpisodeState
+from mispers.engine.client import connect, get_episode_state
+
+RETRIES = 5
+FIRST_MEDIUM_DEADLINE_S = 3600.0  # systems_checks at medium risk (the shipped policy)
+
+
+async def ramp(
+    service: Service, ids: list[str], high_every: int, concurrency: int
+) -> tuple[float, float, list[float], int]:
+    posts: list[float] = []
+    retried: list[str] = []
+    slots = asyncio.Semaphore(concurrency)
+    bar = progress()
+    async with httpx.AsyncClient(
+        base_url=service.url,
+        headers={"authorization": f"Bearer {service.token}"},
+        timeout=120.0,
+        limits=httpx.Limits(max_connections=concurrency + 4),
+    ) as http:
+        with bar:
+            task = bar.add_task(f"reporting {len(ids)} episodes", total=len(ids))
+
+            async def one(i: int, episode_id: str) -> None:
+                risk = "high" if high_every and i % high_every == 0 else "medium"
+                body = report(episode_id, f"C-{episode_id}", risk)
+                async with slots:
+                    for _ in range(RETRIES):
+                        sent = time.perf_counter()
+                        answer = await http.post(
+                            "/v1/events",
+                            json=body,
+                            headers={"content-type": "application/cloudevents+json"},
+                        )
+                        posts.append(time.perf_counter() - sent)
+                        if answer.status_code != 503:  # 503: "sending again is safe"
+                            break
+                        retried.append(episode_id)
+                if answer.status_code != 202:
+                    raise RuntimeError(f"report answered {answer.status_code}: {answer.text}")
+                bar.advance(task)
+
+            started = time.time()
+            await asyncio.gather(*(one(i, e) for i, e in enumerate(ids)))
+    if retried:
+        console.print(f"[yellow]{len(retried)} reports answered 503 and were sent again[/]")
+    return started, time.time(), posts, len(retried)
+
+
+async def supervisor_reads(service: Service, ids: list[str], reads: int) -> dict[str, Any]:
+    listing: list[float] = []
+    single: list[float] = []
+    found_high_overdue = 0
+    failed = 0
+    rng = random.Random(5)
+    bar = progress()
+    async with httpx.AsyncClient(
+        base_url=service.url, headers={"authorization": f"Bearer {service.token}"}, timeout=60.0
+    ) as http:
+        with bar:
+            task = bar.add_task("supervisor reads", total=2 * reads)
+            for _ in range(reads):
+                sent = time.perf_counter()
+                answer = await http.get("/v1/episodes", params={"risk": "high", "overdue": "true"})
+                listing.append(time.perf_counter() - sent)
+                if answer.status_code == 200:
+                    found_high_overdue = len(answer.json()["episodes"])
+                else:
+                    failed += 1
+                bar.advance(task)
+                sent = time.perf_counter()
+                answer = await http.get(f"/v1/episodes/{rng.choice(ids)}")
+                single.append(time.perf_counter() - sent)
+                failed += answer.status_code != 200
+                bar.advance(task)
+    return {
+        "list_high_overdue_p50": percentile(listing, 50),
+        "list_high_overdue_p95": percentile(listing, 95),
+        "list_high_overdue_page_len": found_high_overdue,
+        "get_episode_p50": percentile(single, 50),
+        "get_episode_p95": percentile(single, 95),
+        "reads_failed": failed,
+    }
+
+
+def memory(st: Stack, service: Service) -> dict[str, float]:
+    return {
+        "worker_rss_mib": rss_mib(service.worker_pid),
+        "server_rss_mib": rss_mib(st.server_pid),
+        "api_rss_mib": rss_mib(service.api_pid),
+    }
+
+
+async def observe_until(
+    st: Stack, service: Service, receiver: AlertReceiver, until: float
+) -> dict[str, float]:
+    peak = memory(st, service)
+    bar = progress()
+    with bar:
+        task = bar.add_task("observing alerts (s)", total=max(1.0, until - time.time()))
+        start = time.time()
+        while time.time() < until:
+            await asyncio.sleep(min(1.0, max(0.0, until - time.time())))  # a clock, not a wait
+            for key, value in memory(st, service).items():
+                peak[key] = max(peak[key], value)
+            bar.update(
+                task,
+                completed=time.time() - start,
+                description=f"observing alerts: {len(receiver.snapshot())} delivered",
+            )
+    return {f"peak_{k}": v for k, v in peak.items()}
+
+
+async def read_states(
+    st: Stack, service: Service, ids: list[str], unreadable: list[str]
+) -> list[EpisodeState]:
+    """Every episode's state; an episode whose query fails five times is listed in
+    `unreadable` (its alerts cannot be checked, and the report says how many)."""
+    client = await connect(service.settings(st.temporal_port))
+    slots = asyncio.Semaphore(16)
+    states: list[EpisodeState] = []
+    bar = progress()
+    with bar:
+        task = bar.add_task("reading every episode's state", total=len(ids))
+
+        async def one(episode_id: str) -> None:
+            state = None
+            async with slots:
+                for _ in range(5):
+                    try:
+                        state = await get_episode_state(client, episode_id)
+                        break
+                    except RPCError:  # a query that times out under load is asked again
+                        continue
+            if state is None:
+                unreadable.append(episode_id)
+            else:
+                states.append(state)
+            bar.advance(task)
+
+        await asyncio.gather(*(one(e) for e in ids))
+    return states
+
+
+async def wait_delivered(receiver: AlertReceiver, expected: set[str], grace: float) -> float:
+    started = time.monotonic()
+
+    async def delivered() -> set[str]:
+        return set(receiver.snapshot())
+
+    with contextlib.suppress(TimeoutError):  # what is still missing is reported as lost
+        await poll_until(delivered, lambda got: expected <= got, grace, 0.2, "delivery")
+    return time.monotonic() - started
+
+
+async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
+    first_deadline = FIRST_MEDIUM_DEADLINE_S / args.time_scale
+    with (
+        AlertReceiver() as receiver,
+        stack(
+            {
+                "MISPERS_TIME_SCALE": f"{args.time_scale:g}",
+                "MISPERS_ALERT_WEBHOOK_URL": receiver.url,
+            }
+        ) as st,
+    ):
+        service = st.add_service("alerts", codec=True)
+        ids = [f"A{run}-{i:05d}" for i in range(args.episodes)]
+        cpu0 = {
+            name: cpu_seconds(pid)
+            for name, pid in (
+                ("worker", service.worker_pid),
+                ("server", st.server_pid),
+                ("api", service.api_pid),
+                ("bench", os.getpid()),
+            )
+        }
+        wall0 = time.time()
+        ramp_start, ramp_end, posts, retried = await ramp(
+            service, ids, args.high_every, args.concurrency
+        )
+        rate = args.episodes / (ramp_end - ramp_start)
+        console.print(
+            f"{args.episodes} episodes open in {ramp_end - ramp_start:.0f} s "
+            f"({rate:.1f} reports/s); {len(receiver.snapshot())} alerts so far"
+        )
+        mem = memory(st, service)
+        console.print(
+            f"RSS at {args.episodes} open: worker {mem['worker_rss_mib']:.0f} MiB, server "
+            f"{mem['server_rss_mib']:.0f} MiB, API {mem['api_rss_mib']:.0f} MiB"
+        )
+        reads = await supervisor_reads(service, ids, args.reads)
+        console.print(f"supervisor reads at {args.episodes} open: {reads}")
+        observe_end = max(ramp_end, ramp_start + first_deadline) + args.observe
+        peak = await observe_until(st, service, receiver, observe_end)
+        unreadable: list[str] = []
+        states = await read_states(st, service, ids, unreadable)
+        raised = {a.alert_id: a for s in states for a in s.alerts}
+        expected = {k for k, a in raised.items() if a.scheduled_at.timestamp() <= observe_end}
+        waited = await wait_delivered(receiver, expected, args.grace)
+        got = receiver.snapshot()
+        cpu = {
+            name: cpu_seconds(pid) - cpu0[name]
+            for name, pid in (
+                ("worker", service.worker_pid),
+                ("server", st.server_pid),
+                ("api", service.api_pid),
+                ("bench", os.getpid()),
+            )
+        }
+        wall = time.time() - wall0
+    lost = sorted(expected - set(got))
+    lateness = [got[k].first_at - raised[k].scheduled_at.timestamp() for k in expected if k in got]
+    raise_lag = [(raised[k].raised_at - raised[k].scheduled_at).total_seconds() for k in expected]
+    during = [
+        got[k].first_at - raised[k].scheduled_at.timestamp()
+        for k in expected
+        if k in got and raised[k].scheduled_at.timestamp() <= ramp_end
+    ]
+    after = [
+        got[k].first_at - raised[k].scheduled_at.timestamp()
+        for k in expected
+        if k in got and raised[k].scheduled_at.timestamp() > ramp_end
+    ]
+    duplicates = sum(r.count - 1 for r in got.values())
+    result: dict[str, Any] = {
+        "episodes": args.episodes,
+        "ramp_seconds": ramp_end - ramp_start,
+        "reports_per_s": rate,
+        "reports_retried_after_503": retried,
+        "report_post_p50": percentile(posts, 50),
+        "report_post_p95": percentile(posts, 95),
+        **mem,
+        **peak,
+        **reads,
+        "episodes_unreadable": len(unreadable),
+        "alerts_expected": len(expected),
+        "alerts_delivered": len(expected) - len(lost),
+        "alerts_lost": len(lost),
+        "lost_sample": lost[:10],
+        "repeat_deliveries": duplicates,
+        "alerts_during_ramp": len(during),
+        "alerts_after_ramp": len(after),
+        "lateness_p50": percentile(lateness, 50),
+        "lateness_p95": percentile(lateness, 95),
+        "lateness_p99": percentile(lateness, 99),
+        "lateness_max": max(lateness, default=float("nan")),
+        "lateness_after_ramp_p99": percentile(after, 99),
+        "lateness_during_ramp_p99": percentile(during, 99),
+        "raise_lag_p99": percentile(raise_lag, 99),
+        "waited_for_stragglers_s": waited,
+        "cpu_share": {k: v / wall for k, v in cpu.items()},
+    }
+    return result
+
+
+def figures(med: dict[str, float], args: argparse.Namespace) -> list[Figure]:
+    n = args.episodes
+    return [
+        Figure("episodes open", med["episodes"], "", note=f"time scale {args.time_scale:g}"),
+        Figure(
+            "ramp: reports/s through the API",
+            med["reports_per_s"],
+            "reports/s",
+            note=f"{med['reports_retried_after_503']:.0f} sent again after a 503",
+        ),
+        Figure("alerts due in the run", med["alerts_expected"], "alerts"),
+        Figure(
+            "episodes whose state could not be read (alerts unchecked)",
+            med["episodes_unreadable"],
+            "",
+            "0",
+            med["episodes_unreadable"] == 0,
+        ),
+        Figure(
+            "alerts lost (due, never delivered)",
+            med["alerts_lost"],
+            "",
+            "0",
+            med["alerts_lost"] == 0,
+        ),
+        Figure("alert lateness p50", med["lateness_p50"], "s"),
+        Figure("alert lateness p95", med["lateness_p95"], "s"),
+        Figure("alert lateness p99", med["lateness_p99"], "s", "≤ 1 s", med["lateness_p99"] <= 1),
+        Figure("alert lateness max", med["lateness_max"], "s"),
+        Figure(
+            "  p99 of alerts due while reports were arriving",
+            med["lateness_during_ramp_p99"],
+            "s",
+            note=f"{med['alerts_during_ramp']:.0f} alerts",
+        ),
+        Figure(
+            "  p99 of alerts due after the ramp",
+            med["lateness_after_ramp_p99"],
+            "s",
+            note=f"{med['alerts_after_ramp']:.0f} alerts",
+        ),
+        Figure("  raise lag p99 (raised_at - scheduled_at)", med["raise_lag_p99"], "s"),
+        Figure(
+            f"worker RSS at {n} open",
+            med["worker_rss_mib"],
+            "MiB",
+            "≤ 500 MB",
+            med["worker_rss_mib"] * 1.048576 <= 500,
+        ),
+        Figure(
+            "worker RSS peak in the run",
+            med["peak_worker_rss_mib"],
+            "MiB",
+            "≤ 500 MB",
+            med["peak_worker_rss_mib"] * 1.048576 <= 500,
+        ),
+        Figure(f"server RSS at {n} open", med["server_rss_mib"], "MiB"),
+        Figure(f"API RSS at {n} open", med["api_rss_mib"], "MiB"),
+        Figure(
+            "GET /v1/episodes?risk=high&overdue=true p95",
+            med["list_high_overdue_p95"] * 1000,
+            "ms",
+            "≤ 300 ms",
+            med["list_high_overdue_p95"] <= 0.3,
+            note=f"p50 {med['list_high_overdue_p50'] * 1000:.0f} ms, page of "
+            f"{med['list_high_overdue_page_len']:.0f}",
+        ),
+        Figure(
+            "GET /v1/episodes/{id} p95",
+            med["get_episode_p95"] * 1000,
+            "ms",
+            "≤ 100 ms",
+            med["get_episode_p95"] <= 0.1,
+            note=f"p50 {med['get_episode_p50'] * 1000:.0f} ms",
+        ),
+    ]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.alerts",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--episodes", type=int, default=10_000, help="episodes kept open")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=6.0,
+        help="MISPERS_TIME_SCALE (6: a medium episode's first deadline falls "
+        "10 min after its report)",
+    )
+    parser.add_argument(
+        "--high-every",
+        type=int,
+        default=10,
+        help="every n-th episode is reported at high risk (0: none)",
+    )
+    parser.add_argument("--concurrency", type=int, default=16, help="reports in flight")
+    parser.add_argument("--reads", type=int, default=200, help="calls of each supervisor read")
+    parser.add_argument(
+        "--observe",
+        type=float,
+        default=60.0,
+        help="seconds observed after the last episode's first deadline window",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=120.0,
+        help="seconds to wait for due alerts still in flight at the end",
+    )
+    parser.add_argument("--runs", type=int, default=1, help="runs; medians are reported")
+    parser.add_argument("--no-json", action="store_true", help="do not write bench/results/")
+    args = parser.parse_args(argv)
+    if args.episodes < 1 or args.runs < 1 or args.time_scale <= 0:
+        parser.error("--episodes and --runs must be at least 1, --time-scale above 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    info = machine_info()
+    print_machine(info)
+    console.print(
+        f"alerts: {args.episodes} open episodes, time scale {args.time_scale:g} (first medium "
+        f"deadline {FIRST_MEDIUM_DEADLINE_S / args.time_scale:.0f} s after report), "
+        f"{args.runs} run(s)"
+    )
+    runs = [asyncio.run(run_once(args, run)) for run in range(args.runs)]
+    numeric = [k for k, v in runs[0].items() if isinstance(v, int | float)]
+    med = {k: median([r[k] for r in runs]) for k in numeric}
+    figs = figures(med, args)
+    print_figures(
+        f"Alerts at scale: {'median of ' if args.runs > 1 else ''}{args.runs} run(s)", figs
+    )
+    console.print(f"CPU share per process (of one core), last run: {runs[-1]['cpu_share']}")
+    if runs[-1]["lost_sample"]:
+        console.print(f"[red]lost alert ids (sample)[/]: {runs[-1]['lost_sample']}")
+    payload = {
+        "machine": info,
+        "args": vars(args),
+        "runs": runs,
+        "median": med,
+        "figures": [f.__dict__ for f in figs],
+    }
+    if not args.no_json:
+        write_results("alerts", payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()

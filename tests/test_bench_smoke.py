@@ -1,0 +1,34 @@
+"""Keeps the benchmark scripts from rotting: the history bench end to end with tiny numbers on
+the time-skipping server, and the argument parsing and percentile helper of the others. The
+figures themselves are measured by running the benches (bench/README.md), never here."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import alerts, history, ingest
+from bench.common import percentile
+
+pytestmark = pytest.mark.integration
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert percentile([5.0], 99) == 5.0
+    assert percentile(list(range(101)), 95) == 95
+
+
+def test_bench_commands_parse_their_flags() -> None:
+    assert ingest.parse_args(["--episodes", "2", "--runs", "1"]).episodes == 2
+    assert alerts.parse_args([]).episodes == 10_000
+    with pytest.raises(SystemExit):
+        history.parse_args(["--runs", "0"])
+
+
+def test_history_bench_runs_with_tiny_numbers() -> None:
+    payload = history.main(["--runs", "1", "--child-episodes", "2", "--no-json"])
+    run = payload["runs"][0]
+    assert run["episode"]["inputs"] == 30
+    assert run["episode"]["status"] == "closed"
+    assert run["child_record"]["episodes_in_record"] == 2
+    assert {f["name"].split(",")[0] for f in payload["figures"]} >= {"7-day episode"}
