@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.client import Client, WithStartWorkflowOperation
@@ -15,6 +17,8 @@ from mispers.domain.messages import (
     SyncChildRecordInput,
     child_workflow_id,
 )
+
+T = TypeVar("T")
 
 
 class ChildRecordActivities:
@@ -40,7 +44,7 @@ class ChildRecordActivities:
         )
         # A retry of this activity repeats the same Update id, so the record counts it once.
         update_id = f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}"
-        history: ChildHistory = await self._client.execute_update_with_start_workflow(
+        call = self._client.execute_update_with_start_workflow(
             "register_episode",
             RegisterEpisodeInput(
                 summary=input.summary,
@@ -51,4 +55,20 @@ class ChildRecordActivities:
             id=update_id,
             result_type=ChildHistory,
         )
+        history: ChildHistory = await while_heartbeating(call)
         return history
+
+
+async def while_heartbeating(work: Awaitable[T], every: float = 1.0) -> T:
+    """Await `work`, heartbeating meanwhile: the call can wait on a busy engine for seconds,
+    and a worker killed during it must be noticed at the heartbeat timeout, not the activity's
+    start-to-close timeout."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=every)
+            if done:
+                return task.result()
+            activity.heartbeat()
+    finally:
+        task.cancel()  # a no-op once done; stops the call if the activity itself is cancelled

@@ -73,8 +73,10 @@ async def ramp(
 
             async def one(i: int, episode_id: str) -> None:
                 risk = "high" if high_every and i % high_every == 0 else "medium"
-                body = report(episode_id, f"C-{episode_id}", risk)
                 async with slots:
+                    # Stamped when sent, as a real source would: stamped before the queue, every
+                    # report would share one `time` and every deadline would fall at one instant.
+                    body = report(episode_id, f"C-{episode_id}", risk)
                     for _ in range(RETRIES):
                         sent = time.perf_counter()
                         answer = await http.post(

@@ -1,4 +1,5 @@
-"""The engine's own ceiling: a trivial workflow that counts signals and ends after the n-th,
+"""The engine's own ceiling: a trivial workflow that counts signals (or Updates) and ends after
+the n-th,
 run by `python -m bench.rawworker ADDRESS TASK_QUEUE` (a subprocess, like the Mispers worker)."""
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ class Trivial:
     @workflow.signal(name=SIGNAL)
     def event(self, body: dict[str, Any]) -> None:
         self.count += 1
+
+    @workflow.update(name=SIGNAL)
+    def record(self, body: dict[str, Any]) -> int:
+        """The same count as an Update: the caller waits for the worker's answer, as a Mispers
+        event does (accepted or refused at once), instead of firing and forgetting."""
+        self.count += 1
+        return self.count
 
     @workflow.query(name="count")
     def counted(self) -> int:

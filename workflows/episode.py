@@ -45,6 +45,8 @@ with workflow.unsafe.imports_passed_through():
 CHILD_SYNC = "child_sync"
 LOCATION_PREFIX = "location:"
 IO_TIMEOUT = timedelta(seconds=30)
+# A killed worker's activity is retried after this, not after IO_TIMEOUT (DESIGN.md).
+IO_HEARTBEAT = timedelta(seconds=5)
 RETRY_FLOOR = timedelta(seconds=1)
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
@@ -247,6 +249,7 @@ class MissingChildEpisode:
                 same_location_episodes=repeat.same_location_episodes,
             ),
             start_to_close_timeout=IO_TIMEOUT,
+            heartbeat_timeout=IO_HEARTBEAT,
             retry_policy=IO_RETRY,
         )
         rules.apply_child_history(
@@ -262,6 +265,7 @@ class MissingChildEpisode:
             LocationActivities.check_location,
             CheckLocationInput(postcode_key=key),
             start_to_close_timeout=IO_TIMEOUT,
+            heartbeat_timeout=IO_HEARTBEAT,
             retry_policy=IO_RETRY,
         )
         if hits:
