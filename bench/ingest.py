@@ -85,21 +85,43 @@ async def raw_phase(
     concurrency: int,
     bar: Progress,
     task: TaskID,
+    updates: bool = False,
 ) -> Phase:
+    """The engine's ceiling: each event a signal the server stores (signal-with-start for the
+    first), or with `updates` an Update the worker answers (update-with-start for the first),
+    which is what Mispers' contract asks of every event."""
+
     async def chain(i: int) -> None:
         episode_id = f"{prefix}-{i}"
+        workflow_id = f"raw{'u' if updates else ''}-{episode_id}"
         bodies = [stream_event(episode_id, j, f"C-{episode_id}") for j in range(per_episode)]
-        handle = await client.start_workflow(
-            "BenchTrivial",
-            per_episode,
-            id=f"raw-{episode_id}",
-            task_queue=RAW_QUEUE,
-            start_signal=SIGNAL,
-            start_signal_args=[bodies[0]],
-        )
+        if updates:
+            start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+                "BenchTrivial",
+                per_episode,
+                id=workflow_id,
+                task_queue=RAW_QUEUE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            )
+            await client.execute_update_with_start_workflow(
+                SIGNAL, bodies[0], start_workflow_operation=start
+            )
+        else:
+            await client.start_workflow(
+                "BenchTrivial",
+                per_episode,
+                id=workflow_id,
+                task_queue=RAW_QUEUE,
+                start_signal=SIGNAL,
+                start_signal_args=[bodies[0]],
+            )
         bar.advance(task)
+        handle = client.get_workflow_handle(workflow_id)
         for body in bodies[1:]:
-            await handle.signal(SIGNAL, body)
+            if updates:
+                await handle.execute_update(SIGNAL, body)
+            else:
+                await handle.signal(SIGNAL, body)
             bar.advance(task)
         counted = await handle.result()
         if counted != per_episode:
@@ -107,46 +129,9 @@ async def raw_phase(
 
     started = time.perf_counter()
     await _bounded([chain(i) for i in range(episodes)], concurrency)
-    return Phase("raw", episodes * per_episode, time.perf_counter() - started)
-
-
-async def raw_update_phase(
-    client: Client,
-    prefix: str,
-    episodes: int,
-    per_episode: int,
-    concurrency: int,
-    bar: Progress,
-    task: TaskID,
-) -> Phase:
-    """The engine's ceiling under Mispers' own contract: each event an Update answered by the
-    worker (update-with-start for the first), not a signal the server merely stores."""
-
-    async def chain(i: int) -> None:
-        episode_id = f"{prefix}-{i}"
-        bodies = [stream_event(episode_id, j, f"C-{episode_id}") for j in range(per_episode)]
-        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
-            "BenchTrivial",
-            per_episode,
-            id=f"rawu-{episode_id}",
-            task_queue=RAW_QUEUE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        )
-        await client.execute_update_with_start_workflow(
-            SIGNAL, bodies[0], start_workflow_operation=start
-        )
-        bar.advance(task)
-        handle = client.get_workflow_handle(f"rawu-{episode_id}")
-        for body in bodies[1:]:
-            await handle.execute_update(SIGNAL, body)
-            bar.advance(task)
-        counted = await handle.result()
-        if counted != per_episode:
-            raise RuntimeError(f"raw workflow counted {counted} of {per_episode}")
-
-    started = time.perf_counter()
-    await _bounded([chain(i) for i in range(episodes)], concurrency)
-    return Phase("raw-update", episodes * per_episode, time.perf_counter() - started)
+    return Phase(
+        "raw-update" if updates else "raw", episodes * per_episode, time.perf_counter() - started
+    )
 
 
 async def _post(http: httpx.AsyncClient, body: dict[str, Any], phase: Phase) -> None:
@@ -321,7 +306,9 @@ async def run_bench(st: Stack, args: argparse.Namespace) -> dict[str, Any]:
             cpu = CpuMeter(pids)
             raw = await raw_phase(client, f"r{run}", n_ep, per, conc, bar, t_raw)
             cpu_share = {"raw": cpu.split()}
-            raw_update = await raw_update_phase(client, f"u{run}", n_ep, per, conc, bar, t_rawu)
+            raw_update = await raw_phase(
+                client, f"u{run}", n_ep, per, conc, bar, t_rawu, updates=True
+            )
             cpu_share["raw-update"] = cpu.split()
             # Alternate the order of the codec and no-codec phases between runs.
             order = [(codec, t_codec), (plain, t_plain)]
