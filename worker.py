@@ -55,6 +55,7 @@ def build_worker(
         workflows=[MissingChildEpisode, ChildRecord],
         activities=[
             alerts.deliver_alerts,
+            alerts.deliver_alerts_once,
             child_records.sync_child_record,
             locations.check_location,
         ],

@@ -6,7 +6,8 @@ is written under the workflow type and the date, so recording never overwrites a
 
 The scenario touches every path of the episode workflow that leaves a mark in history: update
 with start, the child-record sync and location-check activities, timers firing escalations
-through every rank, alert delivery, reassessment, disclosure leading to a crime obligation,
+through every rank, alert delivery (a local round, and once the server-side retry after a
+failed round), reassessment, disclosure leading to a crime obligation,
 closure refused then approved with waivers; and a child record that continues as new."""
 
 from __future__ import annotations
@@ -71,7 +72,12 @@ async def full_episode(d: EpisodeDriver) -> None:
 async def save(client: Client, workflow_id: str, name: str) -> Path:
     history: WorkflowHistory = await client.get_workflow_handle(workflow_id).fetch_history()
     HISTORIES.mkdir(exist_ok=True)
-    path = HISTORIES / f"{name}-{dt.date.today().isoformat()}.json"
+    stem = f"{name}-{dt.date.today().isoformat()}"
+    path = HISTORIES / f"{stem}.json"
+    n = 1
+    while path.exists():  # a second release on one day
+        n += 1
+        path = HISTORIES / f"{stem}-{n}.json"
     path.write_text(history.to_json())
     return path
 
@@ -88,6 +94,7 @@ async def record(work: Path) -> list[Path]:
     async with env:
         await register_search_attributes(env.client)
         with webhook_receiver() as hook:
+            hook.fail_next = 1  # the first alert's local round fails: the durable retry is recorded
             settings = Settings(
                 data_dir=work, alert_webhook_url=hook.url, locations_of_concern=register
             )

@@ -15,7 +15,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.alerts import AlertActivities
@@ -28,8 +28,10 @@ with workflow.unsafe.imports_passed_through():
         EPISODE_WORKFLOW,
         REFUSED_ERROR,
         AlertBatch,
+        AlertDelivery,
         CheckLocationInput,
         DeliverAlertsInput,
+        DeliverAlertsOnceInput,
         EpisodeInput,
         EpisodeSummaryForChild,
         RecordEventInput,
@@ -48,6 +50,10 @@ IO_TIMEOUT = timedelta(seconds=30)
 # A killed worker's activity is retried after this, not after IO_TIMEOUT (DESIGN.md).
 IO_HEARTBEAT = timedelta(seconds=5)
 RETRY_FLOOR = timedelta(seconds=1)
+# Episodes that reached this marker deliver alerts with a local round first (activities/alerts.py).
+LOCAL_ALERT_DELIVERY = "local-alert-delivery"
+# One round over the sinks, each with its own 10 s timeout.
+ALERT_ROUND_TIMEOUT = timedelta(seconds=30)
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -282,9 +288,26 @@ class MissingChildEpisode:
         self._spawn(self._deliver(batch))
 
     async def _deliver(self, batch: AlertBatch) -> None:
+        done: list[str] = []
+        counted = False
+        if workflow.patched(LOCAL_ALERT_DELIVERY):
+            # activities/alerts.py: a local round first; the server retries only what failed.
+            try:
+                first = await workflow.execute_local_activity_method(
+                    AlertActivities.deliver_alerts_once,
+                    DeliverAlertsOnceInput(batch=batch),
+                    start_to_close_timeout=ALERT_ROUND_TIMEOUT,
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                )
+            except ActivityError:
+                first = AlertDelivery(delivered=[], failed=["(local round)"])
+            if not first.failed:
+                self._pending_alerts.pop(batch.batch_id, None)
+                return
+            done, counted = first.delivered, True
         await workflow.execute_activity_method(
             AlertActivities.deliver_alerts,
-            DeliverAlertsInput(batch=batch),
+            DeliverAlertsInput(batch=batch, done=done, counted=counted),
             start_to_close_timeout=timedelta(seconds=30),
             heartbeat_timeout=timedelta(seconds=10),
             retry_policy=RetryPolicy(

@@ -106,4 +106,18 @@ class CheckLocationInput(BaseModel):
 
 
 class DeliverAlertsInput(BaseModel):
+    """The durable retry of a batch: `done` names the sinks the first, local round already
+    reached (so they are not sent it again) and `counted` says that round counted the alerts."""
+
     batch: AlertBatch
+    done: list[str] = []
+    counted: bool = False
+
+
+class DeliverAlertsOnceInput(BaseModel):
+    batch: AlertBatch
+
+
+class AlertDelivery(BaseModel):
+    delivered: list[str]
+    failed: list[str]
