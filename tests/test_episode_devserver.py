@@ -11,7 +11,12 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from mispers.config import Settings
-from mispers.engine.client import EpisodeNotFound, EventRejected, get_episode_state
+from mispers.engine.client import (
+    EpisodeNotFound,
+    EventRejected,
+    get_child_record,
+    get_episode_state,
+)
 from mispers.engine.search_attributes import EPISODE_FLAGS, OVERDUE_COUNT, RISK_LEVEL
 from mispers.policy import PinnedPolicy, Policy
 from tests.conftest import eventually
@@ -168,3 +173,31 @@ async def test_a_closed_episode_answers_duplicates_and_refuses_new_events(
         final = await d.state()
         assert final.status.value == "closed" and final.closed_at is not None
         assert final.closed_at <= dt.datetime.now(dt.UTC)
+
+
+async def test_a_reassessment_that_tells_the_child_record_nothing_new_is_not_synced(
+    dev_env: WorkflowEnvironment, pinned: PinnedPolicy, tmp_path: Path
+) -> None:
+    """The record keeps risk level, flags, status and where found: a review at the same level
+    costs no activity (history size, issue 5); a raise still reaches the record."""
+    queue = f"dev-{uuid.uuid4().hex[:8]}"
+    async with build_worker(dev_env.client, Settings(data_dir=tmp_path), task_queue=queue):
+        d = _driver(dev_env, pinned, queue)
+        await d.send("episode.reported")
+        await d.send("risk.assessed", {"level": "medium", "rank": "inspector"})
+        await d.send("risk.assessed", {"level": "high", "rank": "inspector"})
+
+        async def record_risk() -> str | None:
+            record = await get_child_record(dev_env.client, d.child_ref)
+            return record.episodes[-1].risk_level if record and record.episodes else None
+
+        await eventually(record_risk, lambda level: level == "high")
+        handle = dev_env.client.get_workflow_handle(f"episode-{d.episode_id}")
+        history = await handle.fetch_history()
+        synced = [
+            e
+            for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")
+            and e.activity_task_scheduled_event_attributes.activity_type.name == "sync_child_record"
+        ]
+        assert len(synced) == 2  # the report and the raise; not the review at the same level

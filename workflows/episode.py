@@ -52,6 +52,13 @@ IO_HEARTBEAT = timedelta(seconds=5)
 RETRY_FLOOR = timedelta(seconds=1)
 # Episodes that reached this marker deliver alerts with a local round first (activities/alerts.py).
 LOCAL_ALERT_DELIVERY = "local-alert-delivery"
+# ... and check postcodes against the register with a local activity.
+LOCAL_LOCATION_CHECK = "local-location-check"
+LOCAL_CHECK_TIMEOUT = timedelta(seconds=10)
+# ... and skip a child-record sync that would tell the record nothing new.
+SKIP_UNCHANGED_SYNC = "skip-unchanged-child-sync"
+# ... and queue a child-record sync again when the state changes while one is in flight.
+SYNC_AGAIN_AFTER_IN_FLIGHT = "sync-again-after-in-flight"
 # One round over the sinks, each with its own 10 s timeout.
 ALERT_ROUND_TIMEOUT = timedelta(seconds=30)
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
@@ -75,6 +82,9 @@ class MissingChildEpisode:
         self._tasks: set[asyncio.Task[None]] = set()
         self._upserted: dict[str, object] = {}
         self._failed_task: asyncio.Task[None] | None = None
+        # What the child's record last took from this run (a sync that would change nothing
+        # is skipped; a continued run syncs once more).
+        self._synced: EpisodeSummaryForChild | None = None
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -213,6 +223,16 @@ class MissingChildEpisode:
     def _queue_io(self, item: str) -> None:
         if item not in self._io_queue:
             self._io_queue.append(item)
+        elif (
+            item == CHILD_SYNC
+            and self._io_busy
+            and self._io_queue[0] == CHILD_SYNC
+            and CHILD_SYNC not in self._io_queue[1:]
+            and workflow.patched(SYNC_AGAIN_AFTER_IN_FLIGHT)
+        ):
+            # The sync in flight read the state before this change: once it is done, sync
+            # again (before the fix the change waited for some later sync).
+            self._io_queue.append(item)
 
     async def _io_loop(self) -> None:
         """Child-record and register look-ups run one at a time beside the main loop, so an
@@ -236,21 +256,25 @@ class MissingChildEpisode:
         state = self._state
         if state.child_ref is None or state.reported_at is None:
             return
+        summary = EpisodeSummaryForChild(
+            episode_id=state.episode_id,
+            reported_at=state.reported_at,
+            found_at=state.found_at,
+            found_postcode_key=state.found_postcode_key,
+            risk_level=state.risk.level.value if state.risk else None,
+            flags=list(state.flags),
+            status=state.status.value,
+        )
+        if summary == self._synced and workflow.patched(SKIP_UNCHANGED_SYNC):
+            # A reassessment at the same level, a confirmed grade: nothing the record keeps.
+            return
         repeat = self._policy.repeat
         windows = sorted({*repeat.windows_days, *(t.days for t in repeat.thresholds)})
         history = await workflow.execute_activity_method(
             ChildRecordActivities.sync_child_record,
             SyncChildRecordInput(
                 child_ref=state.child_ref,
-                summary=EpisodeSummaryForChild(
-                    episode_id=state.episode_id,
-                    reported_at=state.reported_at,
-                    found_at=state.found_at,
-                    found_postcode_key=state.found_postcode_key,
-                    risk_level=state.risk.level.value if state.risk else None,
-                    flags=list(state.flags),
-                    status=state.status.value,
-                ),
+                summary=summary,
                 windows_days=windows,
                 same_location_episodes=repeat.same_location_episodes,
             ),
@@ -258,6 +282,7 @@ class MissingChildEpisode:
             heartbeat_timeout=IO_HEARTBEAT,
             retry_policy=IO_RETRY,
         )
+        self._synced = summary
         rules.apply_child_history(
             state,
             history.counts_by_days,
@@ -267,13 +292,23 @@ class MissingChildEpisode:
         )
 
     async def _check_location(self, key: str, event_id: str) -> None:
-        hits = await workflow.execute_activity_method(
-            LocationActivities.check_location,
-            CheckLocationInput(postcode_key=key),
-            start_to_close_timeout=IO_TIMEOUT,
-            heartbeat_timeout=IO_HEARTBEAT,
-            retry_policy=IO_RETRY,
-        )
+        if workflow.patched(LOCAL_LOCATION_CHECK):
+            # An in-memory register look-up: a local activity costs one marker in history, not
+            # an activity task's three events and a workflow task.
+            hits = await workflow.execute_local_activity_method(
+                LocationActivities.check_location,
+                CheckLocationInput(postcode_key=key),
+                start_to_close_timeout=LOCAL_CHECK_TIMEOUT,
+                retry_policy=IO_RETRY,
+            )
+        else:
+            hits = await workflow.execute_activity_method(
+                LocationActivities.check_location,
+                CheckLocationInput(postcode_key=key),
+                start_to_close_timeout=IO_TIMEOUT,
+                heartbeat_timeout=IO_HEARTBEAT,
+                retry_policy=IO_RETRY,
+            )
         if hits:
             workflow.logger.info("location of concern matched", extra={"event_id": event_id})
             rules.apply_location_hits(self._state, hits, event_id, self._policy, workflow.now())
