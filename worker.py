@@ -63,6 +63,7 @@ def build_worker(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
         ),
         graceful_shutdown_timeout=timedelta(seconds=20),
+        max_cached_workflows=settings.worker_cache,
         identity=identity,
     )
 

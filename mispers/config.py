@@ -37,6 +37,9 @@ class Settings:
     worker_metrics_port: int | None = None
     # Where the API finds the worker's metrics to append to its own /metrics (`mispers dev`).
     worker_metrics_url: str | None = None
+    # Workflows a worker keeps in memory. A wake or read of one not cached replays its history
+    # first (bench/README.md: lateness and read tails at 10,000 open); each costs memory.
+    worker_cache: int = 1000
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -130,5 +133,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             else None
         ),
         worker_metrics_url=_url(env, "MISPERS_WORKER_METRICS_URL"),
+        worker_cache=_int(env, "MISPERS_WORKER_CACHE", 1000, lo=0, hi=1_000_000),
         extra={k: v for k, v in env.items() if k.startswith("MISPERS_")},
     )

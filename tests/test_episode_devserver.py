@@ -201,3 +201,11 @@ async def test_a_reassessment_that_tells_the_child_record_nothing_new_is_not_syn
             and e.activity_task_scheduled_event_attributes.activity_type.name == "sync_child_record"
         ]
         assert len(synced) == 2  # the report and the raise; not the review at the same level
+
+
+async def test_the_worker_keeps_as_many_workflows_cached_as_configured(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path, worker_cache=8)
+    worker = build_worker(dev_env.client, settings, task_queue="cache-size")
+    assert worker.config()["max_cached_workflows"] == 8
