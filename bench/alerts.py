@@ -261,6 +261,7 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
             {
                 "MISPERS_TIME_SCALE": f"{args.time_scale:g}",
                 "MISPERS_ALERT_WEBHOOK_URL": receiver.url,
+                "MISPERS_WORKER_CACHE": str(args.worker_cache),
             }
         ) as st,
     ):
@@ -374,7 +375,12 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
 def figures(med: dict[str, float], args: argparse.Namespace) -> list[Figure]:
     n = args.episodes
     return [
-        Figure("episodes open", med["episodes"], "", note=f"time scale {args.time_scale:g}"),
+        Figure(
+            "episodes open",
+            med["episodes"],
+            "",
+            note=f"time scale {args.time_scale:g}, worker cache {args.worker_cache}",
+        ),
         Figure(
             "ramp: reports/s through the API",
             med["reports_per_s"],
@@ -494,6 +500,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=12.0,
         help="reports/s offered while ramping (0: as fast as the service takes them); the "
         "first deadlines, and so the alerts, then fall at this rate",
+    )
+    parser.add_argument(
+        "--worker-cache",
+        type=int,
+        default=1000,
+        help="MISPERS_WORKER_CACHE: workflows the worker keeps in memory (the default's 1,000)",
     )
     parser.add_argument("--reads", type=int, default=200, help="calls of each supervisor read")
     parser.add_argument(
