@@ -543,7 +543,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"deadline {FIRST_MEDIUM_DEADLINE_S / args.time_scale:.0f} s after report), "
         f"{args.runs} run(s)"
     )
-    runs = [asyncio.run(run_once(args, run)) for run in range(args.runs)]
+    runs: list[dict[str, Any]] = []
+    for run in range(args.runs):
+        runs.append(asyncio.run(run_once(args, run)))
+        if not args.no_json and args.runs > 1:
+            # A run takes most of an hour: keep each one as it ends, so an interrupted
+            # series still leaves the runs it finished.
+            write_results(
+                f"alerts-run{run + 1}", {"machine": info, "args": vars(args), "run": runs[-1]}
+            )
     numeric = [k for k, v in runs[0].items() if isinstance(v, int | float)]
     med = {k: median([r[k] for r in runs]) for k in numeric}
     figs = figures(med, args)
