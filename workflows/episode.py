@@ -59,6 +59,8 @@ LOCAL_CHECK_TIMEOUT = timedelta(seconds=10)
 SKIP_UNCHANGED_SYNC = "skip-unchanged-child-sync"
 # ... and queue a child-record sync again when the state changes while one is in flight.
 SYNC_AGAIN_AFTER_IN_FLIGHT = "sync-again-after-in-flight"
+# ... and judge the sender's authority (token role and rank) in the handler as in the validator.
+AUTHORITY_FROM_TOKEN = "authority-from-token"
 # One round over the sinks, each with its own 10 s timeout.
 ALERT_ROUND_TIMEOUT = timedelta(seconds=30)
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
@@ -180,7 +182,13 @@ class MissingChildEpisode:
             return self._result(event, input.request_id, "duplicate")
         now = workflow.now()
         try:
-            rules.check_event(self._state, event, self._policy, now)
+            rules.check_event(
+                self._state,
+                event,
+                self._policy,
+                now,
+                authority=workflow.patched(AUTHORITY_FROM_TOKEN),
+            )
         except EventRefused as refused:
             raise _refusal_error(refused) from None
         effects = rules.apply_event(self._state, event, self._policy, now)

@@ -31,7 +31,8 @@ from mispers.api.ingest import MAX_BODY_BYTES
 from mispers.cli.app import app
 from mispers.cli.engine import checked_key_ring, checked_settings, exit_skipping_teardown, fail
 from mispers.config import Settings
-from mispers.domain.types import EpisodeStatus, RiskLevel, Role
+from mispers.domain.authority import RankError
+from mispers.domain.types import EpisodeStatus, Rank, RiskLevel, Role
 
 episodes_app = typer.Typer(help="Read episodes through the API.", no_args_is_help=True)
 app.add_typer(episodes_app, name="episodes")
@@ -85,14 +86,25 @@ def token(
     ttl: Annotated[
         str, typer.Option("--ttl", help="Lifetime: seconds or 90m, 12h, 7d.")
     ] = f"{int(DEFAULT_TTL.total_seconds() // 3600)}h",
+    rank: Annotated[
+        Rank | None,
+        typer.Option(
+            "--rank",
+            help="officer, sergeant, inspector or superintendent; default: officer for an "
+            "officer, sergeant for a supervisor; none for system and auditor.",
+        ),
+    ] = None,
 ) -> None:
-    """Print a bearer token the local service accepts (signed with its secret)."""
+    """Print a bearer token the local service accepts (signed with its secret). A rank in an
+    event's data may not exceed the token's rank (a system token may post any)."""
     settings = checked_settings()
     lifetime = parse_ttl(ttl)
     try:
-        typer.echo(mint_token(load_secret(settings), role, subject, lifetime))
+        typer.echo(mint_token(load_secret(settings), role, subject, lifetime, rank=rank))
     except SecretError as exc:
         raise fail(str(exc)) from None
+    except RankError as exc:
+        raise fail(f"--rank: {exc}") from None
     except ValueError:
         raise fail("--subject must be 1 to 200 characters") from None
 

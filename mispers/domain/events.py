@@ -201,10 +201,13 @@ class AlertAcknowledgedData(Strict):
 
 
 class Actor(Strict):
-    """Who posted the event: the bearer token's subject and role (recorded in the timeline)."""
+    """Who posted the event: the bearer token's subject, role and rank (recorded in the
+    timeline). The rank is the token's; `None` on a role that carries none (`system`,
+    `auditor`) and on events recorded before tokens carried ranks."""
 
     subject: ShortText
     role: Role
+    rank: Rank | None = None
 
 
 class EventBase(Strict):
@@ -332,7 +335,8 @@ EVENT_MODELS: dict[str, type[EventBase]] = {
     )
 }
 
-# Event types only a supervisor may send (DESIGN.md roles: `system` sends anything else).
+# Event types only a supervisor may send (`system` sends anything else); judged by
+# `mispers.domain.authority` inside the episode.
 SUPERVISOR_ONLY_TYPES = frozenset({"mispers.closure.approved"})
 
 
