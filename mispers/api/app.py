@@ -6,7 +6,8 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from mispers import __version__
-from mispers.api import ingest, ops, reads
+from mispers.api import audit, ingest, ops, reads
+from mispers.api.access import install_access_audit
 from mispers.api.auth import load_secret
 from mispers.api.context import ApiContext
 from mispers.api.metrics import LatencyMiddleware
@@ -20,8 +21,10 @@ CloudEvents in, episode state out. Every endpoint but `/healthz`, `/openapi.json
 needs `Authorization: Bearer <token>` (`mispers token --role ROLE --subject ID`). Roles:
 `system` sends events except supervisor decisions; `officer` sends those and reads;
 `supervisor` does everything, including `mispers.closure.approved` (waivers) and lowering a risk
-grade; `auditor` reads. Errors are `application/problem+json`, naming fields and rules, never
-the values sent."""
+grade; `auditor` reads, and alone reads the access audit (`/v1/audit`). Tokens carry a rank; a
+rank in an event's data above the token's is refused 403. Every read, accepted event and refused
+access is recorded in the access audit; send `X-Mispers-Purpose` (at most 200 characters) to say
+why. Errors are `application/problem+json`, naming fields and rules, never the values sent."""
 
 
 def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
@@ -37,10 +40,12 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     )
     app.state.mispers = ApiContext(settings, load_secret(settings), client)
     install_handlers(app)
+    install_access_audit(app)
     app.add_middleware(LatencyMiddleware)
     app.include_router(ingest.router, tags=["events"])
     app.include_router(reads.router, tags=["reads"])
     app.include_router(ops.router, tags=["operations"])
-    app.include_router(codec_router(settings))  # /codec/encode|decode (issue 7)
+    app.include_router(audit.router, tags=["audit"])
+    app.include_router(codec_router(settings))  # /codec/encode|decode
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

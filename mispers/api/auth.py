@@ -35,6 +35,7 @@ _MIN_SECRET_BYTES = 32
 class Action(StrEnum):
     SEND_EVENTS = "send_events"
     READ = "read"
+    READ_AUDIT = "read_audit"
     DESCRIBE = "describe"
 
 
@@ -42,6 +43,8 @@ class Action(StrEnum):
 PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.SEND_EVENTS: frozenset({Role.SYSTEM, Role.OFFICER, Role.SUPERVISOR}),
     Action.READ: frozenset({Role.OFFICER, Role.SUPERVISOR, Role.AUDITOR}),
+    # Who looked at what is the auditor's to read, not the people it records.
+    Action.READ_AUDIT: frozenset({Role.AUDITOR}),
     # The contract and the counters, no episode data: any authenticated caller (a metrics
     # scraper or an incident source checking the event schemas holds some token).
     Action.DESCRIBE: frozenset(Role),

@@ -23,6 +23,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
+from mispers.api.access import audit_refusal, audit_unavailable
 from mispers.api.auth import Action
 from mispers.api.context import ApiContext, get_context, require
 from mispers.api.envelope import Envelope, Mode, parse_request
@@ -37,7 +38,7 @@ from mispers.api.problems import (
     too_large,
 )
 from mispers.api.validation import check_type, to_event
-from mispers.domain.events import REF_PATTERN, Actor, EventBase
+from mispers.domain.events import REF_PATTERN, Actor, EpisodeReported, EventBase
 from mispers.domain.refusals import Refusal
 from mispers.engine.client import (
     EpisodeNotFound,
@@ -46,6 +47,7 @@ from mispers.engine.client import (
     submit_event,
 )
 from mispers.logs import get_logger
+from mispers.security.audit import AuditUnavailable, record_access
 
 log = get_logger("mispers.api.events")
 
@@ -129,16 +131,20 @@ async def post_events(
         count_refused(None, err.reason)
         raise
     if mode is Mode.BATCH:
-        answers = await record_batch(context, actor, items)
+        answers = await record_batch(request, context, actor, items)
         return JSONResponse([a.model_dump(mode="json", exclude_none=True) for a in answers], 202)
     (item,) = items
     if isinstance(item, ProblemError):  # single-event modes raise instead; kept for the types
         raise item
-    answer = await record(context, actor, item)
+    answer = await record(request, context, actor, item)
     return JSONResponse(answer.model_dump(mode="json"), status_code=202)
 
 
-async def record(context: ApiContext, actor: Actor, envelope: Envelope) -> EventAnswer:
+async def record(
+    request: Request, context: ApiContext, actor: Actor, envelope: Envelope
+) -> EventAnswer:
+    """Deliver one event; an accepted event and a refusal of the sender's authority (403) are
+    recorded in the access audit before the answer (AuditUnavailable if it cannot be)."""
     event_type = envelope.type
     try:
         check_type(envelope)
@@ -149,6 +155,7 @@ async def record(context: ApiContext, actor: Actor, envelope: Envelope) -> Event
     except ProblemError as err:
         _identify(err.problem, envelope)
         count_refused(event_type, err.reason)
+        await audit_refusal(request, err)
         log.info(
             "event refused",
             type=_safe_type(event_type),
@@ -159,6 +166,14 @@ async def record(context: ApiContext, actor: Actor, envelope: Envelope) -> Event
             actor=actor.subject,
         )
         raise
+    await record_access(
+        request,
+        actor,
+        "event_accepted",
+        episode_id=outcome.episode_id,
+        child_ref=_child_ref(event),
+        detail={"type": event_type, "event_id": outcome.event_id, "status": outcome.status},
+    )
     count_accepted(event_type, outcome.status)
     log.info(
         "event recorded",
@@ -174,7 +189,7 @@ async def record(context: ApiContext, actor: Actor, envelope: Envelope) -> Event
 
 
 async def record_batch(
-    context: ApiContext, actor: Actor, items: list[Envelope | ProblemError]
+    request: Request, context: ApiContext, actor: Actor, items: list[Envelope | ProblemError]
 ) -> list[BatchItem]:
     """Events of one episode are recorded in the order sent (a report before its follow-ups);
     different episodes proceed in parallel."""
@@ -193,17 +208,23 @@ async def record_batch(
             for index in indexes:
                 envelope = items[index]
                 assert isinstance(envelope, Envelope)
-                answers[index] = await _batch_item(context, actor, envelope)
+                answers[index] = await _batch_item(request, context, actor, envelope)
 
     await asyncio.gather(*(run(indexes) for indexes in groups.values()))
     return [answer for answer in answers if answer is not None]
 
 
-async def _batch_item(context: ApiContext, actor: Actor, envelope: Envelope) -> BatchItem:
+async def _batch_item(
+    request: Request, context: ApiContext, actor: Actor, envelope: Envelope
+) -> BatchItem:
     try:
-        answer = await record(context, actor, envelope)
+        answer = await record(request, context, actor, envelope)
     except ProblemError as err:
         return _rejected(err, envelope)
+    except AuditUnavailable as exc:
+        # Recorded by the engine but not in the audit: sending again is answered `duplicate`
+        # and audited then.
+        return _rejected(audit_unavailable(str(exc)), envelope)
     except Exception as exc:  # one broken event must not lose the batch's other answers
         log.error("event failed", error_type=type(exc).__name__, type=_safe_type(envelope.type))
         internal = problem(
@@ -232,6 +253,10 @@ def _identify(target: Problem, envelope: Envelope) -> None:
         target.episode_id = subject
     if target.event_id is None and event_id and _PRINTABLE_ID.fullmatch(event_id):
         target.event_id = event_id
+
+
+def _child_ref(event: EventBase) -> str | None:
+    return event.data.child.child_ref if isinstance(event, EpisodeReported) else None
 
 
 def _safe_type(event_type: str) -> str:

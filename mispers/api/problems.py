@@ -62,6 +62,7 @@ class ProblemError(Exception):
         super().__init__(problem.title)
         self.problem = problem
         self.headers = headers
+        self.audited = False  # a refusal of access is recorded once (api/access.py)
 
     @property
     def reason(self) -> str:

@@ -1,6 +1,7 @@
 """Supervisor reads: the open-work list from Temporal visibility, one episode from its `state`
 query, a child's record from its workflow's `state` query. Nothing is cached here: Temporal is
-the system of record and answers each read."""
+the system of record and answers each read. Each read is recorded in the access audit before it
+is answered (a read the audit cannot record is answered 503, never served)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from mispers.engine.client import (
     get_episode_state,
     list_episodes,
 )
+from mispers.security.audit import record_access
 
 T = TypeVar("T")
 router = APIRouter()
@@ -64,7 +66,7 @@ class EpisodeList(BaseModel):
 )
 async def list_episodes_endpoint(
     request: Request,
-    _: Reader,
+    actor: Reader,
     status: EpisodeStatus | None = None,
     risk: RiskLevel | None = None,
     overdue: Annotated[
@@ -85,6 +87,22 @@ async def list_episodes_endpoint(
             raise _bad_token() from None
         raise engine_unavailable(f"visibility query failed ({exc.status.name})") from None
     token = page.next_page_token
+    await record_access(
+        request,
+        actor,
+        "list_episodes",
+        episode_ids=[e.episode_id for e in page.episodes],
+        child_refs=[e.child_ref for e in page.episodes if e.child_ref],
+        detail={
+            "status": status.value if status else None,
+            "risk": risk.value if risk else None,
+            "overdue": overdue,
+            "child_ref": child_ref,
+            "page_size": page_size,
+            "next_page": page_token is not None,
+            "returned": len(page.episodes),
+        },
+    )
     return EpisodeList(
         episodes=page.episodes,
         next_page_token=_seal_token(context.secret, token) if token else None,
@@ -133,9 +151,17 @@ def _bad_token() -> ProblemError:
     responses={**_READ_ERRORS, 404: {"description": "No such episode"}},
 )
 async def get_episode(
-    request: Request, _: Reader, episode_id: Annotated[str, Path(pattern=REF_PATTERN)]
+    request: Request, actor: Reader, episode_id: Annotated[str, Path(pattern=REF_PATTERN)]
 ) -> EpisodeState:
     state = await _query(request, "the episode", get_episode_state, episode_id)
+    await record_access(
+        request,
+        actor,
+        "read_episode",
+        episode_id=episode_id,
+        child_ref=state.child_ref if state is not None else None,
+        detail={"found": state is not None},
+    )
     if state is None:
         raise not_found("episode-not-found", f"no episode {episode_id}", episode_id=episode_id)
     return state
@@ -148,9 +174,17 @@ async def get_episode(
     responses={**_READ_ERRORS, 404: {"description": "No episode was ever reported for the child"}},
 )
 async def get_child(
-    request: Request, _: Reader, child_ref: Annotated[str, Path(pattern=REF_PATTERN)]
+    request: Request, actor: Reader, child_ref: Annotated[str, Path(pattern=REF_PATTERN)]
 ) -> ChildRecordState:
     record = await _query(request, "the child record", get_child_record, child_ref)
+    await record_access(
+        request,
+        actor,
+        "read_child",
+        child_ref=child_ref,
+        episode_ids=[e.episode_id for e in record.episodes] if record is not None else [],
+        detail={"found": record is not None},
+    )
     if record is None:
         raise not_found("child-not-found", f"no record for child {child_ref}")
     return record

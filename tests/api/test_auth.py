@@ -164,6 +164,7 @@ ROLE_MATRIX = {
     # action: roles allowed (DESIGN.md "Roles carried by the bearer token")
     Action.SEND_EVENTS: {Role.SYSTEM, Role.OFFICER, Role.SUPERVISOR},
     Action.READ: {Role.OFFICER, Role.SUPERVISOR, Role.AUDITOR},
+    Action.READ_AUDIT: {Role.AUDITOR},
     Action.DESCRIBE: set(Role),
 }
 
