@@ -133,15 +133,16 @@ def audit(
         for record in chosen:
             typer.echo(record.to_json())
     else:
-        table = Table(
-            "at", "who", "role", "rank", "action", "episodes", "from", "purpose", title=_name(sink)
-        )
+        table = Table(title=_name(sink))
+        table.add_column("at")
+        table.add_column("who", no_wrap=True)
+        for name in ("role/rank", "action", "episodes", "from", "purpose"):
+            table.add_column(name)
         for r in chosen:
             table.add_row(
                 r.at.isoformat(timespec="seconds"),
                 r.who.subject,
-                r.who.role,
-                r.who.rank or "",
+                "/".join(p for p in (r.who.role, r.who.rank) if p),
                 r.action,
                 ", ".join(sorted(r.target.episodes())[:5]),
                 r.from_ or "",
