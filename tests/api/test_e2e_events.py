@@ -35,7 +35,8 @@ async def test_every_event_type_but_acknowledgement_is_accepted_over_one_episode
     await send(
         report(ep, child, "medium", {"child": {"responsible_authority": "Camden"}}), Role.SYSTEM
     )
-    await send(event("risk.assessed", ep, {"level": "medium", "rank": "officer"}))
+    # The supervisor's review is met by a sergeant's assessment, on a sergeant's token.
+    await send(event("risk.assessed", ep, {"level": "medium", "rank": "sergeant"}), Role.SUPERVISOR)
     await send(event("social_services.contacted", ep, {"authority": "Camden"}))
     await send(event("enquiry.recorded", ep, {"kind": "systems_checked"}), Role.SYSTEM)
     await send(event("enquiry.recorded", ep, {"kind": "pnc_circulated"}))
