@@ -35,7 +35,7 @@ async def audit_refusal(request: Request, err: ProblemError) -> None:
     if err.problem.status not in REFUSED_ACCESS or err.audited:
         return
     err.audited = True
-    params = request.path_params
+    params = {**request.query_params, **request.path_params}
     episode_id = _ref(params.get("episode_id")) or err.problem.episode_id
     route = request.scope.get("route")
     detail: dict[str, str | int | None] = {
