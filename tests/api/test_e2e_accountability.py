@@ -144,6 +144,7 @@ async def test_a_raise_and_an_officers_downgrade_race_and_no_downgrade_is_accept
         if entry.get("event_id") in officer_ids:
             assert order.index(entry["level"]) >= order.index(before["level"]), entry
     assert sum(outcomes.values()) == 50 and set(outcomes) <= {202, 403}
+    assert outcomes.get(403, 0) > 0  # the raise did land first: the race was run
 
 
 # --- the access audit -----------------------------------------------------------------------
