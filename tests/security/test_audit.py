@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 import threading
@@ -168,3 +169,25 @@ class _Unchained:
 
 def unchained(settings: Settings) -> object:
     return _Unchained()
+
+
+async def test_concurrent_callers_of_one_sink_share_fsyncs_and_keep_one_chain(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path, fsync=True)
+    hashes = await asyncio.gather(*(sink.record(rec(f"s-{n}")) for n in range(200)))
+    sink.close()
+    verdict = verify(path.open("rb"))
+    assert verdict.ok and verdict.lines == 200
+    stored = [json.loads(line)["hash"] for line in path.read_text().splitlines()]
+    assert sorted(stored) == sorted(hashes)  # each caller got its own line's hash
+
+
+async def test_a_sink_that_cannot_write_raises_for_every_waiting_caller(tmp_path: Path) -> None:
+    (tmp_path / "audit.jsonl").mkdir()  # the disk will not take the file
+    sink = JsonlAuditSink(tmp_path / "audit.jsonl")
+    outcomes = await asyncio.gather(
+        *(sink.record(rec(f"s-{n}")) for n in range(10)), return_exceptions=True
+    )
+    assert all(isinstance(o, OSError) for o in outcomes)
