@@ -14,7 +14,7 @@ from mispers.api.ingest import MAX_BODY_BYTES
 from mispers.cli import app
 from mispers.cli.events import SEND_BATCH_EVENTS, batches, parse_ttl, read_events
 from mispers.config import Settings
-from mispers.domain.types import Role
+from mispers.domain.types import Rank, Role
 
 runner = CliRunner()
 
@@ -28,6 +28,28 @@ def test_token_prints_a_token_the_service_accepts(
     assert result.exit_code == 0, result.output
     actor = verify_token(load_secret(Settings(data_dir=tmp_path)), result.output.strip())
     assert (actor.subject, actor.role) == ("PC-9", Role.OFFICER)
+
+
+def test_token_carries_the_rank_given_or_the_roles_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MISPERS_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("MISPERS_JWT_SECRET", raising=False)
+    secret = load_secret(Settings(data_dir=tmp_path))
+    for args, rank in (
+        (["--role", "supervisor", "--subject", "INSP-3", "--rank", "inspector"], Rank.INSPECTOR),
+        (["--role", "supervisor", "--subject", "SGT-1"], Rank.SERGEANT),
+        (["--role", "officer", "--subject", "PC-1"], Rank.OFFICER),
+        (["--role", "system", "--subject", "cad"], None),
+    ):
+        result = runner.invoke(app, ["token", *args])
+        assert result.exit_code == 0, result.output
+        assert verify_token(secret, result.output.strip()).rank == rank
+    refused = runner.invoke(
+        app, ["token", "--role", "auditor", "--subject", "A", "--rank", "sergeant"]
+    )
+    assert refused.exit_code != 0
+    assert "carries no rank" in refused.output
 
 
 def test_token_refuses_unknown_roles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -220,6 +220,38 @@ async def test_reads_lists_and_refusals_are_audited_with_who_where_and_why(
     assert again[-1]["action"] == "read_audit" and again[-1]["target"]["child_ref"] == child
 
 
+async def test_the_clis_purpose_reaches_the_audit(http: httpx.AsyncClient, stack: Stack) -> None:
+    ep, child = unique("EP"), unique("C")
+    await accepted(http, stack, report(ep, child), Role.SYSTEM)
+    env = {**os.environ, "MISPERS_DATA_DIR": str(stack.settings.data_dir), "COLUMNS": "200"}
+    env.pop("MISPERS_JWT_SECRET", None)
+    show = "Return interview follow-up, ref 88"
+    code, output = await run_command(
+        sys.executable, "-m", "mispers", "episodes", "show", ep, "--url", stack.url,
+        "--purpose", show, env=env,
+    )  # fmt: skip
+    assert code == 0, output
+    listing = "Morning briefing"
+    await eventually(
+        lambda: http.get("/v1/episodes", params={"child_ref": child}, headers=stack.headers()),
+        lambda r: r.status_code == 200 and len(r.json()["episodes"]) == 1,
+    )
+    code, output = await run_command(
+        sys.executable, "-m", "mispers", "episodes", "list", "--child-ref", child,
+        "--url", stack.url, env={**env, "MISPERS_PURPOSE": listing},
+    )  # fmt: skip
+    assert code == 0, output
+    code, output = await run_command(
+        sys.executable, "-m", "mispers", "episodes", "show", ep, "--url", stack.url,
+        "--purpose", "x" * 201, env=env,
+    )  # fmt: skip
+    assert code != 0 and "at most 200" in output
+    records = await audit_json(stack, "--child", child)
+    purposes = {r["action"]: r["purpose"] for r in records if r["who"]["role"] == "auditor"}
+    assert purposes["read_episode"] == show
+    assert purposes["list_episodes"] == listing
+
+
 async def test_audit_verify_passes_on_the_real_file_and_names_the_line_after_tampering(
     http: httpx.AsyncClient, stack: Stack, tmp_path: Path
 ) -> None:
@@ -269,8 +301,11 @@ def broken_sink(settings: Settings) -> AuditSink:
     return JsonlAuditSink(path)
 
 
-async def test_a_read_the_audit_cannot_record_is_503_and_counted(
-    http: httpx.AsyncClient, stack: Stack, monkeypatch: pytest.MonkeyPatch
+async def test_a_read_the_audit_cannot_record_is_503_logged_and_counted(
+    http: httpx.AsyncClient,
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     ep = unique("EP")
     await accepted(http, stack, report(ep, unique("C")), Role.SYSTEM)
@@ -293,3 +328,5 @@ async def test_a_read_the_audit_cannot_record_is_503_and_counted(
         if line.startswith('mispers_audit_write_failures_total{action="read_episode"}')
     ]
     assert counted and float(counted[0].split()[-1]) >= 1
+    failures = [r for r in caplog.records if "audit write failed" in r.getMessage()]
+    assert {r.levelname for r in failures} == {"ERROR"}
