@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel
 
 from mispers.api.auth import Action
 from mispers.api.context import require
+from mispers.api.reads import Purpose
 from mispers.domain.events import REF_PATTERN, Actor
 from mispers.security.audit import (
     AuditRecord,
@@ -54,6 +55,7 @@ async def get_audit(
     subject: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
+    _purpose: Purpose = None,
 ) -> AuditAnswer:
     """The newest 10,000 matching records at most (`truncated` says when more matched)."""
     sink = request_sink(request)

@@ -12,7 +12,7 @@ import hmac
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, Field
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -36,12 +36,21 @@ from mispers.engine.client import (
     get_episode_state,
     list_episodes,
 )
-from mispers.security.audit import record_access
+from mispers.security.audit import PURPOSE_HEADER, PURPOSE_MAX, record_access
 
 T = TypeVar("T")
 router = APIRouter()
 
 Reader = Annotated[Actor, Depends(require(Action.READ))]
+# Declared so the OpenAPI document states it; `record_access` reads it from the request.
+Purpose = Annotated[
+    str | None,
+    Header(
+        alias=PURPOSE_HEADER,
+        max_length=PURPOSE_MAX,
+        description="Why you read: free text, recorded as given in the access audit.",
+    ),
+]
 _READ_ERRORS: dict[int | str, dict[str, str]] = {
     401: {"description": "No valid bearer token"},
     403: {"description": "The token's role may not read"},
@@ -75,6 +84,7 @@ async def list_episodes_endpoint(
     child_ref: Annotated[str | None, Query(pattern=REF_PATTERN)] = None,
     page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
     page_token: Annotated[str | None, Query(max_length=4096)] = None,
+    _purpose: Purpose = None,
 ) -> EpisodeList:
     context = get_context(request)
     raw_token = _open_token(context.secret, page_token) if page_token else None
@@ -151,7 +161,10 @@ def _bad_token() -> ProblemError:
     responses={**_READ_ERRORS, 404: {"description": "No such episode"}},
 )
 async def get_episode(
-    request: Request, actor: Reader, episode_id: Annotated[str, Path(pattern=REF_PATTERN)]
+    request: Request,
+    actor: Reader,
+    episode_id: Annotated[str, Path(pattern=REF_PATTERN)],
+    _purpose: Purpose = None,
 ) -> EpisodeState:
     state = await _query(request, "the episode", get_episode_state, episode_id)
     await record_access(
@@ -174,7 +187,10 @@ async def get_episode(
     responses={**_READ_ERRORS, 404: {"description": "No episode was ever reported for the child"}},
 )
 async def get_child(
-    request: Request, actor: Reader, child_ref: Annotated[str, Path(pattern=REF_PATTERN)]
+    request: Request,
+    actor: Reader,
+    child_ref: Annotated[str, Path(pattern=REF_PATTERN)],
+    _purpose: Purpose = None,
 ) -> ChildRecordState:
     record = await _query(request, "the child record", get_child_record, child_ref)
     await record_access(
