@@ -14,6 +14,7 @@ from mispers.api.metrics import LatencyMiddleware
 from mispers.api.openapi import build_openapi
 from mispers.api.problems import install_handlers
 from mispers.config import Settings
+from mispers.security.audit import install_audit
 from mispers.security.codec_server import codec_router
 
 DESCRIPTION = """\
@@ -39,6 +40,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.mispers = ApiContext(settings, load_secret(settings), client)
+    install_audit(app, settings)  # a misconfigured audit stops the start, naming the variable
     install_handlers(app)
     install_access_audit(app)
     app.add_middleware(LatencyMiddleware)

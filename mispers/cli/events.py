@@ -30,7 +30,7 @@ from mispers.api.envelope import BATCH_MEDIA_TYPE
 from mispers.api.ingest import MAX_BODY_BYTES
 from mispers.cli.app import app
 from mispers.cli.engine import checked_key_ring, checked_settings, exit_skipping_teardown, fail
-from mispers.config import Settings
+from mispers.config import ConfigError, Settings
 from mispers.domain.authority import RankError
 from mispers.domain.types import EpisodeStatus, Rank, RiskLevel, Role
 from mispers.security.audit import PURPOSE_HEADER, PURPOSE_MAX
@@ -74,7 +74,7 @@ def api() -> None:
     checked_key_ring(settings)
     try:
         asyncio.run(serve_api(settings))
-    except (ApiStartupError, SecretError) as exc:
+    except (ApiStartupError, SecretError, ConfigError) as exc:
         raise fail(str(exc)) from None
     exit_skipping_teardown(0)
 

@@ -97,3 +97,14 @@ def test_batches_respect_count_and_size() -> None:
     big = [{"pad": "x" * (MAX_BODY_BYTES // 5)} for _ in range(5)]
     assert all(len(json.dumps(b)) < MAX_BODY_BYTES for b in batches(big))
     assert sum(len(b) for b in batches(big)) == 5
+
+
+def test_the_api_does_not_start_with_a_misconfigured_audit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MISPERS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MISPERS_AUDIT_FSYNC", "sometimes")
+    monkeypatch.delenv("MISPERS_AUDIT_SINK", raising=False)
+    result = runner.invoke(app, ["api"])
+    assert result.exit_code != 0
+    assert "MISPERS_AUDIT_FSYNC" in result.output
