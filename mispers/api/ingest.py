@@ -109,7 +109,7 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     responses={
         400: {"description": "Malformed JSON or CloudEvents envelope"},
         401: {"description": "No valid bearer token"},
-        403: {"description": "The token's role may not send this event"},
+        403: {"description": "The token's role or rank may not send this event"},
         404: {"description": "The episode was never reported"},
         409: {"description": "The episode's rules refuse the event"},
         413: {"description": "Body over 1 MiB"},
