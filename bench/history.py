@@ -53,7 +53,7 @@ from worker import build_worker
 
 EPISODE_TARGET = 250
 STEP_TIMEOUT = 60.0
-CHILD_RECORD_BOUND = 2000  # workflows.child_record.DEFAULT_MAX_HISTORY_EVENTS
+CHILD_RECORD_BOUND = 2000  # mispers.domain.child_record.DEFAULT_MAX_HISTORY_EVENTS
 _EVENTS: TypeAdapter[Any] = TypeAdapter(AnyEvent)
 WHERE = {"description": "bench place", "postcode": "ZZ1 1ZZ"}
 

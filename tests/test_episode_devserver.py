@@ -19,9 +19,9 @@ from mispers.engine.client import (
 )
 from mispers.engine.search_attributes import EPISODE_FLAGS, OVERDUE_COUNT, RISK_LEVEL
 from mispers.policy import PinnedPolicy, Policy
+from testkit.receivers import WebhookReceiver, smtp_server, webhook_receiver
 from tests.conftest import eventually
 from tests.harness import EpisodeDriver
-from tests.receivers import WebhookReceiver, smtp_server, webhook_receiver
 from worker import build_worker
 
 pytestmark = pytest.mark.integration

@@ -8,12 +8,12 @@ from temporalio.client import Client
 from mispers import __version__
 from mispers.api import ingest, ops, reads
 from mispers.api.auth import load_secret
+from mispers.api.codec_server import codec_router
 from mispers.api.context import ApiContext
 from mispers.api.metrics import LatencyMiddleware
 from mispers.api.openapi import build_openapi
 from mispers.api.problems import install_handlers
 from mispers.config import Settings
-from mispers.security.codec_server import codec_router
 
 DESCRIPTION = """\
 CloudEvents in, episode state out. Every endpoint but `/healthz`, `/openapi.json` and `/docs`

@@ -38,9 +38,9 @@ from mispers.domain.types import ObligationKind, ObligationStatus
 from mispers.engine.client import connect, get_episode_state, submit_event
 from mispers.policy import PinnedPolicy, Policy, load_policy
 from mispers.security.keyring import KeyRing
+from testkit.factories import event
+from testkit.receivers import WebhookReceiver, webhook_receiver
 from tests.conftest import eventually
-from tests.factories import event
-from tests.receivers import WebhookReceiver, webhook_receiver
 
 pytestmark = pytest.mark.integration
 

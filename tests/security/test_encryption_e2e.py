@@ -56,8 +56,8 @@ from mispers.security.codec import (
     key_id_of,
 )
 from mispers.security.keyring import KeyRing, open_ring
+from testkit.factories import envelope, event
 from tests.conftest import eventually, start_dev_server
-from tests.factories import envelope, event
 from worker import PASSTHROUGH, build_worker
 from workflows.child_record import ChildRecord
 from workflows.episode import MissingChildEpisode
