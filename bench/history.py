@@ -66,7 +66,7 @@ async def start_env() -> WorkflowEnvironment:
             data_converter=data_converter(),
         )
 
-    try:  # the fixture occasionally misses its start-up window (DESIGN.md): retry once
+    try:  # the fixture occasionally misses its start-up window: retry once
         env = await start()
     except Exception:
         env = await start()

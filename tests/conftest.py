@@ -28,7 +28,7 @@ STARTUP = timedelta(seconds=30)
 
 
 async def _twice(start: Callable[[], Awaitable[T]]) -> T:
-    """The SDK's server fixtures occasionally miss their start-up window (DESIGN.md): retry once."""
+    """The SDK's server fixtures occasionally miss their start-up window: retry once."""
     try:
         return await start()
     except Exception:

@@ -552,7 +552,7 @@ async def test_visibility_carries_no_personal_data(engine: Engine, full_run: Run
         assert leaks(" ".join(visible)) == [], execution.id
         for _, payload in payloads_in(raw.memo):
             assert payload.metadata["encoding"] == ENCODING
-        # Search attributes: only the ones DESIGN.md names, holding refs and codes.
+        # Search attributes: only the ones the contract names, holding refs and codes.
         names = set(raw.search_attributes.indexed_fields) - {"BuildIds", "TemporalChangeVersion"}
         assert names <= {k.name for k in SEARCH_ATTRIBUTES}, names
     assert episode_workflow_id(full_run.episode_id) in seen
