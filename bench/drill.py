@@ -1,4 +1,4 @@
-"""The fault drill of issue 5, shared by `bench/chaos.py` (1,000 episodes) and the suite's small
+"""The fault drill, shared by `bench/chaos.py` (1,000 episodes) and the suite's small
 version (`tests/test_chaos_drill.py`): one implementation, two sizes.
 
 The whole service runs as it does in production, each part its own process: the embedded

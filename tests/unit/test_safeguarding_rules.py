@@ -1,4 +1,4 @@
-"""Safeguarding rules (issue 3) on the pure functions: floors, the downgrade guard, repeats,
+"""Safeguarding rules on the pure functions: floors, the downgrade guard, repeats,
 locations of concern, disclosures and linked people."""
 
 from __future__ import annotations
