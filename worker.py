@@ -33,7 +33,7 @@ HEALTH_FILE = "worker.health"
 HEALTH_INTERVAL = 5.0
 
 # Pure-domain modules and pydantic are passed through the sandbox rather than re-imported for
-# every workflow run: the sandbox is most of the worker's CPU (DESIGN.md).
+# every workflow run: the sandbox is most of the worker's CPU (docs/architecture.md, engine notes).
 PASSTHROUGH = ("mispers", "activities", "pydantic", "pydantic_core", "annotated_types")
 
 

@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
 CHILD_SYNC = "child_sync"
 LOCATION_PREFIX = "location:"
 IO_TIMEOUT = timedelta(seconds=30)
-# A killed worker's activity is retried after this, not after IO_TIMEOUT (DESIGN.md).
+# A killed worker's activity is retried after this, not after IO_TIMEOUT.
 IO_HEARTBEAT = timedelta(seconds=5)
 RETRY_FLOOR = timedelta(seconds=1)
 # Episodes that reached this marker deliver alerts with a local round first (activities/alerts.py).

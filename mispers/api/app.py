@@ -7,15 +7,14 @@ from temporalio.client import Client
 
 from mispers import __version__
 from mispers.api import audit, ingest, ops, reads
-from mispers.api.access import install_access_audit
+from mispers.api.access import install_access_audit, install_audit
 from mispers.api.auth import load_secret
+from mispers.api.codec_server import codec_router
 from mispers.api.context import ApiContext
 from mispers.api.metrics import LatencyMiddleware
 from mispers.api.openapi import build_openapi
 from mispers.api.problems import install_handlers
 from mispers.config import Settings
-from mispers.security.audit import install_audit
-from mispers.security.codec_server import codec_router
 
 DESCRIPTION = """\
 CloudEvents in, episode state out. Every endpoint but `/healthz`, `/openapi.json` and `/docs`
@@ -48,6 +47,6 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(reads.router, tags=["reads"])
     app.include_router(ops.router, tags=["operations"])
     app.include_router(audit.router, tags=["audit"])
-    app.include_router(codec_router(settings))  # /codec/encode|decode
+    app.include_router(codec_router(settings))  # /codec/encode|decode for the Web UI and CLI
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

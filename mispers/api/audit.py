@@ -12,17 +12,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel
 
+from mispers.api.access import record_access, request_sink
 from mispers.api.auth import Action
 from mispers.api.context import require
 from mispers.api.reads import Purpose
 from mispers.domain.events import REF_PATTERN, Actor
-from mispers.security.audit import (
-    AuditRecord,
-    read_records,
-    record_access,
-    request_sink,
-    select,
-)
+from mispers.security.audit import AuditRecord, read_records, select
 
 router = APIRouter()
 

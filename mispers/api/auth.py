@@ -1,4 +1,4 @@
-"""Bearer tokens and the role matrix of DESIGN.md.
+"""Bearer tokens and the role matrix of the contract (docs/contract.md, "Roles").
 
 HS256 with one shared secret keeps the embedded set-up to a single file (or
 `MISPERS_JWT_SECRET` when several API replicas must agree). The matrix is data, so the tests can
@@ -39,7 +39,7 @@ class Action(StrEnum):
     DESCRIBE = "describe"
 
 
-# Who may do what (DESIGN.md "Roles carried by the bearer token").
+# Who may do what (docs/contract.md, "Roles").
 PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.SEND_EVENTS: frozenset({Role.SYSTEM, Role.OFFICER, Role.SUPERVISOR}),
     Action.READ: frozenset({Role.OFFICER, Role.SUPERVISOR, Role.AUDITOR}),

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
+from mispers.api.access import request_purpose
 from mispers.api.auth import Action, authorize, bearer_token, verify_token
 from mispers.api.problems import FieldProblem, engine_unavailable, invalid_parameter
 from mispers.config import Settings
@@ -18,7 +19,7 @@ from mispers.domain.events import Actor
 from mispers.engine.client import connect
 from mispers.logs import get_logger
 from mispers.policy import PinnedPolicy, pinned_policy
-from mispers.security.audit import PURPOSE_HEADER, request_purpose
+from mispers.security.audit import PURPOSE_HEADER
 
 log = get_logger("mispers.api")
 

@@ -23,7 +23,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
-from mispers.api.access import audit_refusal, audit_unavailable
+from mispers.api.access import audit_refusal, audit_unavailable, record_access
 from mispers.api.auth import Action
 from mispers.api.context import ApiContext, get_context, require
 from mispers.api.envelope import Envelope, Mode, parse_request
@@ -47,7 +47,7 @@ from mispers.engine.client import (
     submit_event,
 )
 from mispers.logs import get_logger
-from mispers.security.audit import AuditUnavailable, record_access
+from mispers.security.audit import AuditUnavailable
 
 log = get_logger("mispers.api.events")
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from mispers.api.access import record_access
 from mispers.api.auth import Action
 from mispers.api.context import get_context, require
 from mispers.api.problems import (
@@ -36,7 +37,7 @@ from mispers.engine.client import (
     get_episode_state,
     list_episodes,
 )
-from mispers.security.audit import PURPOSE_HEADER, PURPOSE_MAX, record_access
+from mispers.security.audit import PURPOSE_HEADER, PURPOSE_MAX
 
 T = TypeVar("T")
 router = APIRouter()

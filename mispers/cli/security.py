@@ -1,5 +1,5 @@
-"""`mispers keys init|list|rotate` and `mispers audit [verify]`: the operator's side of the
-protection of children's data.
+"""`mispers keys init|list|rotate` and `mispers audit [verify]`: the operator's side of data
+protection.
 
 Key material is never printed: `keys list` shows ids, dates and fingerprints, which are enough
 to check that two replicas hold the same ring."""

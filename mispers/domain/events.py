@@ -1,4 +1,5 @@
-"""The event contract of DESIGN.md as pydantic models: one model per CloudEvents `type`.
+"""The event contract (docs/contract.md, "Events") as pydantic models: one model per CloudEvents
+`type`.
 
 The API validates incoming CloudEvents into these models and the workflow receives them as they
 are, so a field is defined once. Fields holding personal data are marked with `personal()`; log
@@ -335,8 +336,8 @@ EVENT_MODELS: dict[str, type[EventBase]] = {
     )
 }
 
-# Event types only a supervisor may send (`system` sends anything else); judged by
-# `mispers.domain.authority` inside the episode.
+# Event types only a supervisor may send (docs/contract.md, "Roles": `system` sends any other);
+# judged by `mispers.domain.authority` inside the episode.
 SUPERVISOR_ONLY_TYPES = frozenset({"mispers.closure.approved"})
 
 

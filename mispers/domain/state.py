@@ -1,5 +1,6 @@
-"""The episode state of DESIGN.md: the `state` query's answer, the workflow's memory and what
-continue-as-new carries. Mutable pydantic models so the pure rules can update them in place."""
+"""The episode state of the contract (docs/contract.md, "Reads"): the `state` query's answer,
+the workflow's memory and what continue-as-new carries. Mutable pydantic models so the pure
+rules can update them in place."""
 
 from __future__ import annotations
 

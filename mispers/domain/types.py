@@ -55,7 +55,7 @@ class Rank(StrEnum):
 
 
 class Role(StrEnum):
-    """Roles carried by bearer tokens (DESIGN.md)."""
+    """Roles carried by bearer tokens (docs/contract.md, "Roles")."""
 
     SYSTEM = "system"
     OFFICER = "officer"

@@ -1,4 +1,5 @@
-"""The custom search attributes of DESIGN.md: no personal data, kept current by the workflow."""
+"""The custom search attributes of the contract (docs/contract.md, "Temporal surface"): no
+personal data, kept current by the workflow."""
 
 from __future__ import annotations
 

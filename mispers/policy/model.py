@@ -82,7 +82,7 @@ class ReviewSchedule(PolicyModel):
 
 class RiskReviews(PolicyModel):
     """Periodic risk reviews while missing, per level: inspector, then superintendent, then
-    every `every` (DOMAIN.md)."""
+    every `every` (docs/rules.md)."""
 
     high: ReviewSchedule
     medium: ReviewSchedule

@@ -42,7 +42,6 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mispers.config import ConfigError, Settings
-from mispers.logs import get_logger
 from mispers.security.audit_chain import GENESIS, line_hash, seal
 from mispers.security.redaction import redact
 
@@ -54,7 +53,6 @@ PURPOSE_MAX = 200
 _USER_AGENT_MAX = 300
 _TAIL_BYTES = 1 << 16
 
-log = get_logger("mispers.audit")
 
 AuditAction = Literal[
     "read_episode",
@@ -399,98 +397,8 @@ def select(
     return chosen
 
 
-# The API's side ----------------------------------------------------------------------------
-
-
 class AuditUnavailable(Exception):
     """The sink could not take a record: the request it records must not be answered."""
-
-
-def install_audit(app: Any, settings: Settings) -> AuditSink:
-    """Give the API app its sink (`app.state.audit`), once, in the app factory; endpoints then
-    call `record_access`."""
-    sink = audit_sink(settings)
-    app.state.audit = sink
-    return sink
-
-
-def app_audit_sink(app: Any, settings: Settings) -> AuditSink:
-    sink = getattr(app.state, "audit", None)
-    if isinstance(sink, AuditSink):
-        return sink
-    return install_audit(app, settings)
-
-
-def request_sink(request: Any) -> AuditSink:
-    sink = getattr(request.app.state, "audit", None)
-    if isinstance(sink, AuditSink):
-        return sink
-    settings = getattr(getattr(request.app.state, "mispers", None), "settings", None)
-    if not isinstance(settings, Settings):
-        raise RuntimeError("no audit sink: call install_audit(app, settings) in the app factory")
-    return install_audit(request.app, settings)
-
-
-def request_purpose(request: Any) -> str | None:
-    """The `X-Mispers-Purpose` header as given, or None; ValueError if over 200 characters."""
-    purpose: str | None = request.headers.get(PURPOSE_HEADER)
-    if purpose is not None and len(purpose) > PURPOSE_MAX:
-        raise ValueError(f"{PURPOSE_HEADER} is at most {PURPOSE_MAX} characters")
-    return purpose
-
-
-async def record_access(
-    request: Any,
-    actor: Any,
-    action: AuditAction,
-    *,
-    episode_id: str | None = None,
-    child_ref: str | None = None,
-    episode_ids: Iterable[str] = (),
-    child_refs: Iterable[str] = (),
-    detail: Mapping[str, DetailValue] | None = None,
-    sink: AuditSink | None = None,
-) -> str:
-    """Record one access from an API endpoint: `actor` is the token's Actor (or None when no
-    valid token was shown), `request` the Starlette request (its app holds the sink; its client,
-    headers and purpose say from where and why). Await it before answering, so nothing is read
-    without a trace: AuditUnavailable (answered 503) if the sink cannot take the record."""
-    sink = sink if sink is not None else request_sink(request)
-    try:
-        purpose = request_purpose(request)
-    except ValueError:
-        purpose = request.headers.get(PURPOSE_HEADER, "")[:PURPOSE_MAX]
-    if actor is None:
-        subject, role, rank = "(no valid token)", "none", None
-    else:
-        subject = str(actor.subject)
-        role = str(getattr(actor.role, "value", actor.role))
-        held = getattr(actor, "rank", None)
-        rank = str(getattr(held, "value", held)) if held is not None else None
-    entry = AuditRecord.now(
-        subject=subject,
-        role=role,
-        rank=rank,
-        action=action,
-        episode_id=episode_id,
-        child_ref=child_ref,
-        episode_ids=episode_ids,
-        child_refs=child_refs,
-        client=request.client.host if request.client else None,
-        user_agent=request.headers.get("user-agent"),
-        purpose=purpose,
-        detail=detail,
-    )
-    try:
-        return await sink.record(entry)
-    except Exception as exc:
-        from mispers.api.metrics import count_audit_failure
-
-        count_audit_failure(action)
-        log.error("audit write failed", action=action, error_type=type(exc).__name__)
-        raise AuditUnavailable(
-            f"the access audit cannot be written ({type(exc).__name__})"
-        ) from None
 
 
 def audit_path(settings: Settings) -> Path:

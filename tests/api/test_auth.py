@@ -1,4 +1,4 @@
-"""Tokens, the signing secret, and the role matrix of DESIGN.md as pure functions."""
+"""Tokens, the signing secret, and the role matrix of docs/contract.md as pure functions."""
 
 from __future__ import annotations
 
@@ -161,7 +161,7 @@ def test_authorization_header_must_be_bearer(header: str | None) -> None:
 
 
 ROLE_MATRIX = {
-    # action: roles allowed (DESIGN.md "Roles carried by the bearer token")
+    # action: roles allowed (docs/contract.md, "Roles")
     Action.SEND_EVENTS: {Role.SYSTEM, Role.OFFICER, Role.SUPERVISOR},
     Action.READ: {Role.OFFICER, Role.SUPERVISOR, Role.AUDITOR},
     Action.READ_AUDIT: {Role.AUDITOR},

@@ -22,10 +22,10 @@ from mispers.api.auth import load_secret, mint_token
 from mispers.config import Settings
 from mispers.domain.types import Rank, Role
 from mispers.security.audit import AuditSink, JsonlAuditSink
+from testkit.receivers import free_port
 from tests.api.conftest import Stack, running_api, unique
 from tests.api.e2e import accepted, event, now, post, report, state
 from tests.conftest import eventually, run_command
-from tests.receivers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

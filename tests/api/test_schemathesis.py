@@ -1,4 +1,4 @@
-"""Property tests of the HTTP API against its own OpenAPI document (issue 4).
+"""Property tests of the HTTP API against its own OpenAPI document.
 
 Schemathesis reads `/openapi.json` from the running API of the `stack` fixture (dev server,
 worker, API under uvicorn) and, for every operation it lists, sends generated requests over real

@@ -12,7 +12,7 @@ from mispers.domain.authority import RankError, check_authority, token_rank
 from mispers.domain.events import EVENT_MODELS, Actor, EventBase
 from mispers.domain.refusals import EventRefused
 from mispers.domain.types import Rank, RiskLevel, Role
-from tests.factories import event
+from testkit.factories import event
 from tests.unit.rules_kit import POLICY, Episode
 
 # Ranks written out in seniority order, independently of the module under test.

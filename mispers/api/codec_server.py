@@ -42,6 +42,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
+from mispers.api.access import app_audit_sink, record_access
 from mispers.api.auth import bearer_token, verify_token
 from mispers.api.context import get_context
 from mispers.api.problems import ProblemError, forbidden, problem, problem_response, unauthorized
@@ -49,7 +50,7 @@ from mispers.config import Settings
 from mispers.domain.events import REF_PATTERN, Actor
 from mispers.domain.types import Role
 from mispers.logs import get_logger
-from mispers.security.audit import AuditSink, AuditUnavailable, app_audit_sink, record_access
+from mispers.security.audit import AuditSink, AuditUnavailable
 from mispers.security.codec import CodecError, EncryptionCodec, key_id_of
 from mispers.security.keyring import KeyRing, KeyRingError, open_ring
 
