@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from mispers.cli import app
 from mispers.cli.events import SEND_BATCH_EVENTS, batches, parse_ttl, read_events
 from mispers.config import Settings
 from mispers.domain.types import Rank, Role
+from testkit.receivers import free_port
 
 runner = CliRunner()
 
@@ -99,12 +103,18 @@ def test_batches_respect_count_and_size() -> None:
     assert sum(len(b) for b in batches(big)) == 5
 
 
-def test_the_api_does_not_start_with_a_misconfigured_audit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("MISPERS_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("MISPERS_AUDIT_FSYNC", "sometimes")
-    monkeypatch.delenv("MISPERS_AUDIT_SINK", raising=False)
-    result = runner.invoke(app, ["api"])
-    assert result.exit_code != 0
-    assert "MISPERS_AUDIT_FSYNC" in result.output
+def test_the_api_does_not_start_with_a_misconfigured_audit(tmp_path: Path) -> None:
+    """Run as its own process: `mispers api` configures logging for the process it runs in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MISPERS_")}
+    env |= {"MISPERS_DATA_DIR": str(tmp_path), "MISPERS_AUDIT_FSYNC": "sometimes"}
+    env["MISPERS_HTTP_PORT"] = str(free_port())
+    done = subprocess.run(
+        [sys.executable, "-m", "mispers", "api"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "MISPERS_AUDIT_FSYNC" in done.stdout + done.stderr
