@@ -40,6 +40,12 @@ class Settings:
     # Workflows a worker keeps in memory. A wake or read of one not cached replays its history
     # first (bench/README.md: lateness and read tails at 10,000 open); each costs memory.
     worker_cache: int = 1000
+    # Who is on duty for each rank (a CSV file); unset = every alert to MISPERS_ALERT_EMAIL_TO.
+    rota: Path | None = None
+    pagerduty_routing_key: str | None = field(default=None, repr=False)
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    # Where the signed acknowledgement links in alerts point (this API as people reach it).
+    public_url: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -49,6 +55,10 @@ class Settings:
     @property
     def effective_temporal_address(self) -> str:
         return self.temporal_address or f"127.0.0.1:{self.embedded_temporal_port}"
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
     @property
     def temporal_db_path(self) -> Path:
@@ -134,5 +144,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         worker_metrics_url=_url(env, "MISPERS_WORKER_METRICS_URL"),
         worker_cache=_int(env, "MISPERS_WORKER_CACHE", 1000, lo=0, hi=1_000_000),
+        rota=_path(env, "MISPERS_ROTA", must_exist=False),
+        pagerduty_routing_key=env.get("MISPERS_PAGERDUTY_ROUTING_KEY") or None,
+        pagerduty_url=_url(env, "MISPERS_PAGERDUTY_URL") or "https://events.pagerduty.com/v2/enqueue",
+        public_url=_url(env, "MISPERS_PUBLIC_URL"),
         extra={k: v for k, v in env.items() if k.startswith("MISPERS_")},
     )
