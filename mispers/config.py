@@ -146,7 +146,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_cache=_int(env, "MISPERS_WORKER_CACHE", 1000, lo=0, hi=1_000_000),
         rota=_path(env, "MISPERS_ROTA", must_exist=False),
         pagerduty_routing_key=env.get("MISPERS_PAGERDUTY_ROUTING_KEY") or None,
-        pagerduty_url=_url(env, "MISPERS_PAGERDUTY_URL") or "https://events.pagerduty.com/v2/enqueue",
+        pagerduty_url=_url(env, "MISPERS_PAGERDUTY_URL")
+        or "https://events.pagerduty.com/v2/enqueue",
         public_url=_url(env, "MISPERS_PUBLIC_URL"),
         extra={k: v for k, v in env.items() if k.startswith("MISPERS_")},
     )

@@ -72,9 +72,7 @@ async def alert(d: EpisodeDriver, alert_id: str) -> Alert:
 
 def steps(webhook: WebhookReceiver, alert_id: str) -> list[tuple[str, Any]]:
     return [
-        (b["transition"], b.get("reason"))
-        for b in webhook.bodies()
-        if b["alert_id"] == alert_id
+        (b["transition"], b.get("reason")) for b in webhook.bodies() if b["alert_id"] == alert_id
     ]
 
 
