@@ -7,15 +7,18 @@ the link's recipient), recorded by the episode like any other event."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import html
 import uuid
+from collections import Counter
 from typing import Annotated, Literal
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from prometheus_client import Gauge
+from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -37,6 +40,13 @@ from mispers.engine.client import get_episode_state
 from mispers.security import ack_links
 
 router = APIRouter()
+
+ALERTS_BY_STATE = Gauge(
+    "mispers_alerts",
+    "Alerts of running episodes by state (read from visibility at each scrape).",
+    ["state"],
+)
+GAUGE_TIMEOUT = 2.0
 
 Handler = Annotated[Actor, Depends(require(Action.HANDLE_ALERTS))]
 LINK_SOURCE = "mispers/ack-link"
@@ -92,6 +102,8 @@ async def list_alerts_endpoint(
 
 
 class AckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     note: str | None = Field(None, max_length=1000, description="Kept in the timeline.")
 
 
@@ -111,6 +123,12 @@ class AckAnswer(BaseModel):
     "/v1/alerts/{alert_id}/ack",
     response_model=AckAnswer,
     summary="Acknowledge an alert as the token's subject",
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": AckRequest.model_json_schema()}},
+        }
+    },
     responses={
         **_ERRORS,
         404: {"description": "No such alert"},
@@ -214,6 +232,20 @@ def _alert_in(state: EpisodeState | None, alert_id: str) -> Alert | None:
     if state is None:
         return None
     return next((a for a in state.alerts if a.alert_id == alert_id), None)
+
+
+async def refresh_alert_gauge(context: ApiContext) -> None:
+    """Counted at scrape time from the same index the listing reads; a slow or absent engine
+    leaves the last figures (a scrape never fails for it)."""
+    try:
+        async with asyncio.timeout(GAUGE_TIMEOUT):
+            client = await context.client()
+            alerts = await list_alerts(client, running_only=True)
+    except (TimeoutError, RPCError, ProblemError):
+        return
+    counts = Counter(a.state for a in alerts)
+    for state in AlertState:
+        ALERTS_BY_STATE.labels(state=state.value).set(counts.get(state, 0))
 
 
 # --- the signed link ------------------------------------------------------------------------

@@ -74,13 +74,15 @@ async def list_alerts(
     rank: Rank | None = None,
     episode_id: str | None = None,
     recipient: str | None = None,
+    running_only: bool = False,
 ) -> list[AlertListItem]:
     """Every matching alert, newest first."""
     found: list[AlertListItem] = []
     seen = 0
-    async for execution in client.list_workflows(
-        alerts_query(state, rank, episode_id), page_size=500
-    ):
+    query = alerts_query(state, rank, episode_id)
+    if running_only:
+        query += " AND ExecutionStatus = 'Running'"
+    async for execution in client.list_workflows(query, page_size=500):
         seen += 1
         if seen > MAX_EPISODES:
             break

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from temporalio.testing import WorkflowEnvironment
 
 from mispers.api.auth import load_secret, mint_token
@@ -212,3 +213,18 @@ async def test_alerts_listed_acknowledged_by_link_and_api_re_escalated_and_resol
         started = time.monotonic()
         await listing(state="resolved")
         print(f"GET /v1/alerts?state=resolved answered in {time.monotonic() - started:.3f} s")
+
+        # The measures (the worker runs in this process, so its series are on this scrape).
+        scrape = await http.get("/metrics", headers=officer)
+        assert scrape.status_code == 200
+        figures = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(scrape.text)
+            for sample in family.samples
+        }
+        sergeant = (("rank", "sergeant"),)
+        assert figures[("mispers_alert_time_to_ack_seconds_count", sergeant)] >= 1
+        assert figures[("mispers_alert_time_to_ack_seconds_count", (("rank", "inspector"),))] >= 1
+        assert figures[("mispers_alert_ack_timeouts_total", sergeant)] >= 1
+        assert figures[("mispers_alerts", (("state", "resolved"),))] >= 2
+        assert ("mispers_alerts", (("state", "triggered"),)) in figures
