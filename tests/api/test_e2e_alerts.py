@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import re
 import time
 import uuid
@@ -26,7 +27,7 @@ from mispers.security import ack_links
 from mispers.security.keyring import open_ring
 from tests.api.conftest import running_api, unique
 from tests.api.e2e import event, report
-from tests.conftest import eventually
+from tests.conftest import eventually, repo_root, run_command
 from tests.receivers import WebhookReceiver, free_port, webhook_receiver
 
 pytestmark = pytest.mark.integration
@@ -184,6 +185,19 @@ async def test_alerts_listed_acknowledged_by_link_and_api_re_escalated_and_resol
         assert "does not pause escalation" in low.json()["message"]
         twice = await http.post(f"/v1/alerts/{l2}/ack", headers=officer)
         assert twice.status_code == 200 and twice.json()["status"] == "duplicate"
+        cli_env = {**os.environ, "MISPERS_DATA_DIR": str(s.settings.data_dir), "COLUMNS": "200"}
+        cli = [str(repo_root() / ".venv/bin/mispers"), "alerts"]
+        code, out = await run_command(
+            *cli, "list", "--url", s.url, "--episode", episode, "--rank", "inspector", env=cli_env
+        )
+        assert code == 0, out
+        assert l2 in out and "INSP-ON" in out and "PC-12" in out and l1 not in out
+        code, out = await run_command(
+            *cli, "ack", l2, "--url", s.url, "--subject", "PC-12", "--role", "officer", env=cli_env
+        )
+        assert code == 0 and f"{l2}: duplicate" in out, out
+        code, out = await run_command(*cli, "ack", f"{episode}:x:L1", "--url", s.url, env=cli_env)
+        assert code == 2 and "HTTP 404" in out, out
         unknown = await http.post(f"/v1/alerts/{episode}:systems_checks:L99/ack", headers=officer)
         assert unknown.status_code == 404
         someone_else = event("alert.acknowledged", episode, {"alert_id": l2, "by": "INSP-ON"})
