@@ -18,8 +18,8 @@ inspector,INSP-WE,we@force.test,"Sat,Sun",00:00,00:00
 """
 
 
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=dt.UTC)
+def utc(year: int, month: int, day: int, hour: int, minute: int) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=dt.UTC)
 
 
 def who(rank: Rank, moment: dt.datetime) -> str | None:
