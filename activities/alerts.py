@@ -193,6 +193,8 @@ class EmailSink:
                 f"{a.alert_id}: {a.kind.value} due {a.due_at.isoformat()} — level "
                 f"{a.escalation_level}, to the {a.rank.value} ({notice.transition.value})"
             )
+            if a.unstaffed and notice.transition is AlertState.TRIGGERED:
+                lines.append(f"  Nobody is on duty for the {a.rank.value} on the rota.")
             if notice.reason == "ack_timeout":
                 lines.append("  The acknowledgement lapsed with the work undone: act now.")
             if a.ack_url and notice.transition is AlertState.TRIGGERED:

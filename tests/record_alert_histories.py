@@ -11,6 +11,7 @@ Written as `episode-alert-lifecycle-<date>.json`, never over an earlier file."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from pathlib import Path
 
@@ -38,10 +39,8 @@ async def lifecycle_episode(d: EpisodeDriver) -> None:
     await d.skip(hours=2, minutes=5)  # the acknowledgement lapses: re-paged, inspector alerted
     await ack(d, l2, "PC-12", Role.OFFICER)  # recorded, pauses nothing
     await d.send("enquiry.recorded")  # met: both alerts resolved
-    try:
+    with contextlib.suppress(EventRejected):  # resolved: refused, leaving no mark
         await ack(d, l1, "SGT-1")
-    except EventRejected:
-        pass  # resolved: refused (validators leave no mark, kept for completeness)
     await d.send("social_services.contacted")
     await d.skip(hours=3)
     await d.send("child.found")

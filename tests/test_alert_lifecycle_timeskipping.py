@@ -6,7 +6,9 @@ acknowledging a resolved alert."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,12 @@ from mispers.policy import PinnedPolicy
 from tests.conftest import eventually
 from tests.factories import event
 from tests.harness import STARTED, EpisodeDriver, terminate_running
-from tests.receivers import WebhookReceiver, webhook_receiver
+from tests.receivers import WebhookReceiver, smtp_server, webhook_receiver
 from worker import build_worker
 
 pytestmark = pytest.mark.integration
 
+DUTY_DESK = "duty.desk@force.test"  # MISPERS_ALERT_EMAIL_TO: when the rota names nobody
 ROTA = """rank,person_id,email,days,start,end
 sergeant,SGT-ON,sgt.on@force.test,*,00:00,00:00
 sergeant,SGT-1,sgt1@force.test,*,00:00,00:00
@@ -41,13 +44,40 @@ async def webhook() -> AsyncIterator[WebhookReceiver]:
 
 
 @pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    with smtp_server() as server:
+        yield Mailbox(*server)
+
+
+@dataclass
+class Mailbox:
+    host: str
+    port: int
+    box: Any
+
+    def to(self, address: str) -> list[Message]:
+        return [m for m in self.box.received() if m["To"] == address]
+
+
+@pytest.fixture
 async def driver(
-    ts_env: WorkflowEnvironment, pinned: PinnedPolicy, webhook: WebhookReceiver, tmp_path: Path
+    ts_env: WorkflowEnvironment,
+    pinned: PinnedPolicy,
+    webhook: WebhookReceiver,
+    mailbox: Mailbox,
+    tmp_path: Path,
 ) -> AsyncIterator[EpisodeDriver]:
     rota = tmp_path / "rota.csv"
     rota.write_text(ROTA)
     queue = f"ts-{uuid.uuid4().hex[:8]}"
-    settings = Settings(data_dir=tmp_path, alert_webhook_url=webhook.url, rota=rota)
+    settings = Settings(
+        data_dir=tmp_path,
+        alert_webhook_url=webhook.url,
+        rota=rota,
+        smtp_host=mailbox.host,
+        smtp_port=mailbox.port,
+        alert_email_to=(DUTY_DESK,),
+    )
     async with build_worker(ts_env.client, settings, task_queue=queue):
         yield EpisodeDriver(ts_env, pinned, queue, f"A-{uuid.uuid4().hex[:10]}")
         await terminate_running(ts_env.client, STARTED)
@@ -153,7 +183,7 @@ async def test_acknowledgement_that_lapses_retriggers_repages_and_escalates_one_
 
 
 async def test_a_constables_ack_is_recorded_but_does_not_silence_an_inspectors_page(
-    driver: EpisodeDriver, webhook: WebhookReceiver
+    driver: EpisodeDriver, webhook: WebhookReceiver, mailbox: Mailbox
 ) -> None:
     await driver.send("episode.reported")
     await driver.send("enquiry.recorded")
@@ -174,3 +204,11 @@ async def test_a_constables_ack_is_recorded_but_does_not_silence_an_inspectors_p
     up = await eventually(lambda: alert(driver, l2), lambda a: a.unstaffed)
     assert up.rank.value == "superintendent"  # nobody on the rota for it: flagged
     assert up.recipient is None and up.ack_url  # the link goes to MISPERS_ALERT_EMAIL_TO
+
+    # E-mail: the inspector on duty gets the page with the link; the unstaffed rank's page goes
+    # to the duty desk, flagged.
+    paged = await eventually(lambda: mailbox.to("insp.on@force.test"), bool)
+    body = paged[0].get_payload()
+    assert l1 in body and "Acknowledge: http" in body and "token=" in body
+    desk = await eventually(lambda: mailbox.to(DUTY_DESK), bool)
+    assert any(l2 in m.get_payload() and "Nobody is on duty" in m.get_payload() for m in desk)
