@@ -88,3 +88,19 @@ def test_reloaded_when_changed_and_last_good_copy_kept(tmp_path: Path) -> None:
     assert kept is not None and kept.person_id == "INSP-NEW"
     with pytest.raises(RotaError):
         RotaFile(path)  # at start, a malformed rota stops the worker
+
+
+def test_the_worker_refuses_a_malformed_rota_with_its_line_and_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from mispers.cli import app
+
+    path = tmp_path / "rota.csv"
+    path.write_text("rank,person_id,email,days,start,end\nsergeant,P-1,a@b.test,*,08:00\n")
+    monkeypatch.setenv("MISPERS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MISPERS_ROTA", str(path))
+    result = CliRunner().invoke(app, ["worker"])
+    assert result.exit_code == 2
+    assert f"{path}: line 2: 5 fields, expected 6" in result.output
