@@ -209,6 +209,10 @@ class MissingChildEpisode:
         await workflow.wait_condition(
             lambda: workflow.all_handlers_finished() and not self._io_busy
         )
+        if self._state.alert_lifecycle:
+            # Steps taken by handlers while waiting are carried, not lost with the outbox.
+            for batch in self._transition_batches([]):
+                self._pending_alerts[batch.batch_id] = batch
         workflow.continue_as_new(
             EpisodeInput(
                 episode_id=self._state.episode_id,

@@ -18,7 +18,7 @@ from typing import Any
 
 from mispers.domain.events import Actor
 from mispers.domain.refusals import refuse
-from mispers.domain.state import Alert, AlertTransition, EpisodeState, Recipient
+from mispers.domain.state import Alert, AlertStep, AlertTransition, EpisodeState, Recipient
 from mispers.domain.types import AlertState, Rank, Role
 from mispers.policy.model import Policy
 
@@ -100,7 +100,7 @@ def acknowledge(
         expires = now + policy.ack_timeout.for_level(state.risk.level)
         alert.ack_expires_at = expires
         ob.next_escalation_at = expires
-    _emit(state, AlertState.ACKNOWLEDGED, alert)
+    _emit(state, AlertState.ACKNOWLEDGED, alert, at=alert.acknowledged_at, by=by)
 
 
 def expire_acks(state: EpisodeState, now: dt.datetime) -> None:
@@ -122,7 +122,14 @@ def expire_acks(state: EpisodeState, now: dt.datetime) -> None:
         alert.ack_timeouts += 1
         if ob.next_escalation_at is None or ob.next_escalation_at > expired:
             ob.next_escalation_at = expired
-        _emit(state, AlertState.TRIGGERED, alert, notify=alert.acknowledged_by, reason=ACK_TIMEOUT)
+        _emit(
+            state,
+            AlertState.TRIGGERED,
+            alert,
+            at=expired,
+            notify=alert.acknowledged_by,
+            reason=ACK_TIMEOUT,
+        )
 
 
 def resolve_settled(state: EpisodeState, now: dt.datetime) -> None:
@@ -136,13 +143,13 @@ def resolve_settled(state: EpisodeState, now: dt.datetime) -> None:
         alert.state = AlertState.RESOLVED
         alert.resolved_at = ob.met_at or now
         alert.ack_expires_at = None
-        _emit(state, AlertState.RESOLVED, alert)
+        _emit(state, AlertState.RESOLVED, alert, at=alert.resolved_at)
 
 
 def raised(state: EpisodeState, alerts: Sequence[Alert]) -> None:
     for alert in alerts:
         alert.risk_level = state.risk.level if state.risk else None
-        _emit(state, AlertState.TRIGGERED, alert)
+        _emit(state, AlertState.TRIGGERED, alert, at=alert.raised_at)
 
 
 def next_expiry(state: EpisodeState) -> dt.datetime | None:
@@ -175,7 +182,23 @@ def drain(state: EpisodeState) -> list[AlertTransition]:
     return out
 
 
-def _emit(state: EpisodeState, transition: AlertState, alert: Alert, **extra: Any) -> None:
+def _emit(
+    state: EpisodeState,
+    transition: AlertState,
+    alert: Alert,
+    *,
+    at: dt.datetime | None,
+    by: str | None = None,
+    **extra: Any,
+) -> None:
+    alert.steps.append(
+        AlertStep(
+            transition=transition,
+            at=at or alert.raised_at,
+            by=by or extra.get("notify"),
+            reason=extra.get("reason"),
+        )
+    )
     state.alert_outbox.append(
         AlertTransition(transition=transition, alert=alert.model_copy(deep=True), **extra)
     )

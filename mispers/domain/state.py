@@ -80,6 +80,15 @@ class Recipient(StateModel):
     email: str
 
 
+class AlertStep(StateModel):
+    """One step of an alert's own timeline (the episode's timeline holds the events)."""
+
+    transition: AlertState
+    at: dt.datetime
+    by: str | None = None
+    reason: str | None = None
+
+
 class Alert(StateModel):
     alert_id: str
     episode_id: str
@@ -112,6 +121,7 @@ class Alert(StateModel):
     unstaffed: bool = Field(False, description="The rota named nobody on duty for the rank.")
     ack_url: str | None = Field(None, description="The signed link sent to the recipient.")
     risk_level: RiskLevel | None = Field(None, description="The episode's grade when raised.")
+    steps: list[AlertStep] = Field(default_factory=list, description="Its lifecycle, in order.")
 
 
 class AlertTransition(StateModel):

@@ -64,6 +64,12 @@ def test_an_acknowledgement_pauses_escalation_until_it_lapses() -> None:
     ]
     assert ep.state.alerts[0].state is AlertState.TRIGGERED
     assert ep.state.alerts[0].ack_timeouts == 1
+    assert [(s.transition.value, s.by, s.reason) for s in ep.state.alerts[0].steps] == [
+        ("triggered", None, None),
+        ("acknowledged", "SGT-1", None),
+        ("triggered", "SGT-1", "ack_timeout"),
+    ]
+    assert ep.state.alerts[0].steps[-1].at == expires
 
 
 def test_met_obligation_resolves_every_alert_of_it_once_and_for_good() -> None:
