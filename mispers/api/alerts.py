@@ -241,7 +241,7 @@ async def refresh_alert_gauge(context: ApiContext) -> None:
         async with asyncio.timeout(GAUGE_TIMEOUT):
             client = await context.client()
             alerts = await list_alerts(client, running_only=True)
-    except (TimeoutError, RPCError, ProblemError):
+    except Exception:
         return
     counts = Counter(a.state for a in alerts)
     for state in AlertState:

@@ -19,6 +19,9 @@ from mispers.domain.messages import EPISODE_WORKFLOW, episode_workflow_id
 from mispers.domain.state import Recipient
 from mispers.domain.types import AlertState, ObligationKind, Rank
 from mispers.engine import search_attributes as sa
+from mispers.logs import get_logger
+
+log = get_logger("mispers.alerts.list")
 
 MEMO_KEY = "alerts"  # workflows/episode.py ALERTS_MEMO
 # A listing reads at most this many episodes (the alerts of each come with it).
@@ -86,7 +89,15 @@ async def list_alerts(
         seen += 1
         if seen > MAX_EPISODES:
             break
-        entries = await execution.memo_value(MEMO_KEY, default=[])
+        try:
+            entries = await execution.memo_value(MEMO_KEY, default=[])
+        except Exception as exc:  # a memo sealed with a key this process lacks, say
+            log.warning(
+                "alerts memo unreadable; episode left out of the listing",
+                workflow_id=execution.id,
+                error_type=type(exc).__name__,
+            )
+            continue
         episode = execution.id.removeprefix(episode_workflow_id(""))
         for entry in entries if isinstance(entries, list) else []:
             try:
