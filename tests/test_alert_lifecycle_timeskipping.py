@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from temporalio.testing import WorkflowEnvironment
 
 from mispers.config import Settings
@@ -188,6 +189,8 @@ async def test_a_constables_ack_is_recorded_but_does_not_silence_an_inspectors_p
     await driver.send("episode.reported")
     await driver.send("enquiry.recorded")
     await driver.send("social_services.contacted")
+    unstaffed = ("mispers_alerts_unstaffed_total", {"rank": "superintendent"})
+    before = REGISTRY.get_sample_value(*unstaffed) or 0.0
     # The sergeant's review (4 h at medium) is missed: the inspector is paged at 4 h.
     await driver.skip(hours=4, minutes=5)
     l1, l2 = (f"{driver.episode_id}:supervisor_review:L{n}" for n in (1, 2))
@@ -204,6 +207,7 @@ async def test_a_constables_ack_is_recorded_but_does_not_silence_an_inspectors_p
     up = await eventually(lambda: alert(driver, l2), lambda a: a.unstaffed)
     assert up.rank.value == "superintendent"  # nobody on the rota for it: flagged
     assert up.recipient is None and up.ack_url  # the link goes to MISPERS_ALERT_EMAIL_TO
+    assert (REGISTRY.get_sample_value(*unstaffed) or 0.0) == before + 1  # counted once
 
     # E-mail: the inspector on duty gets the page with the link; the unstaffed rank's page goes
     # to the duty desk, flagged.

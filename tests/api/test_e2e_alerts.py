@@ -214,6 +214,25 @@ async def test_alerts_listed_acknowledged_by_link_and_api_re_escalated_and_resol
             lambda: listing(episode_id=episode, state="resolved"),
             lambda alerts: {a["alert_id"] for a in alerts} >= {l1, l2},
         )
+        # Paged, newest first; a page token we did not hand out is refused.
+        everything = await listing(episode_id=episode, state="resolved")
+        raised = [a["raised_at"] for a in everything]
+        assert raised == sorted(raised, reverse=True) and everything[-1]["alert_id"] == l1
+        pages: list[str] = []
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"episode_id": episode, "state": "resolved", "page_size": 1}
+            if cursor:
+                params["page_token"] = cursor
+            answer = (await http.get("/v1/alerts", params=params, headers=officer)).json()
+            pages += [a["alert_id"] for a in answer["alerts"]]
+            cursor = answer["next_page_token"]
+            if cursor is None:
+                break
+        assert pages == [a["alert_id"] for a in everything]
+        bad = await http.get("/v1/alerts", params={"page_token": "1.abc"}, headers=officer)
+        assert bad.status_code == 422
+
         late = await http.post(f"/v1/alerts/{l1}/ack", headers=s.headers(Role.SUPERVISOR, "S-1"))
         assert late.status_code == 409
         assert late.json()["refusal"]["details"]["state"] == "resolved"
