@@ -37,6 +37,7 @@ VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
 EXTERNAL_SECRETS = {
     "mispers-jwt": {"secret"},
     "mispers-smtp": {"username", "password"},
+    "mispers-pagerduty": {"routing-key"},
     "mispers-keyring": {"keys.json"},
     "mispers-temporal-tls": {"tls.crt", "tls.key", "ca.crt"},
     "mispers-temporal-api-key": {"api-key"},
