@@ -216,3 +216,19 @@ async def test_a_constables_ack_is_recorded_but_does_not_silence_an_inspectors_p
     assert l1 in body and "Acknowledge: http" in body and "token=" in body
     desk = await eventually(lambda: mailbox.to(DUTY_DESK), bool)
     assert any(l2 in m.get_payload() and "Nobody is on duty" in m.get_payload() for m in desk)
+
+
+async def test_the_listing_memo_stays_bounded_while_the_top_rank_is_realerted(
+    driver: EpisodeDriver,
+) -> None:
+    await driver.send("episode.reported", {"initial_risk": "high"})
+    await driver.skip(hours=8)  # systems checks (30 min) missed: the top rank every 30 min
+    state = await driver.state()
+    raised = [a.alert_id for a in state.alerts if a.obligation_id == "systems_checks"]
+    assert len(raised) > 10
+    description = await driver.client.get_workflow_handle(f"episode-{driver.episode_id}").describe()
+    memo = await description.memo_value("alerts")
+    listed = [m["alert_id"] for m in memo if m["obligation_id"] == "systems_checks"]
+    assert listed == raised[-5:]  # the newest five of the obligation's unresolved alerts
+    assert {"state", "rank", "recipient", "raised_at"} <= set(memo[0])
+    assert "ack_url" not in memo[0]  # a credential stays out of visibility

@@ -64,7 +64,10 @@ SYNC_AGAIN_AFTER_IN_FLIGHT = "sync-again-after-in-flight"
 # resolved with their obligation; each step sent to the sinks and kept in the memo for listing.
 ALERT_LIFECYCLE = "alert-lifecycle"
 ALERTS_MEMO = "alerts"
-# Resolved alerts the memo keeps (newest), beside every unresolved one: bounds its size.
+# What the memo keeps, newest first, so its size (and each upsert's history event) stays
+# bounded when the top rank is re-alerted for days: the unresolved alerts of each obligation
+# (older levels are superseded by the newer ones) and the latest resolved alerts.
+MEMO_UNRESOLVED_PER_OBLIGATION = 5
 MEMO_RESOLVED_KEPT = 50
 # One round over the sinks, each with its own 10 s timeout.
 ALERT_ROUND_TIMEOUT = timedelta(seconds=30)
@@ -461,7 +464,13 @@ class MissingChildEpisode:
         """`GET /v1/alerts` reads alerts from the memo of the episodes visibility finds, so a
         listing replays no workflow; ids, ranks, times and the paged officer only."""
         alerts = self._state.alerts
-        unresolved = [a for a in alerts if a.state is not AlertState.RESOLVED]
+        by_obligation: dict[str, list[Alert]] = {}
+        for alert in alerts:
+            if alert.state is not AlertState.RESOLVED:
+                by_obligation.setdefault(alert.obligation_id, []).append(alert)
+        unresolved = [
+            a for kept in by_obligation.values() for a in kept[-MEMO_UNRESOLVED_PER_OBLIGATION:]
+        ]
         resolved = [a for a in alerts if a.state is AlertState.RESOLVED][-MEMO_RESOLVED_KEPT:]
         memo = [_memo_entry(a) for a in sorted([*unresolved, *resolved], key=_raised_order)]
         if memo != self._memo:
