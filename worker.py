@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.alerts import AlertActivities, AlertSink, sinks_from_settings
+from activities.alerts import AlertActivities, AlertSink, pager_from_settings, sinks_from_settings
 from activities.child_record import ChildRecordActivities
 from activities.locations import LocationActivities, LocationsRegister
 from mispers.config import Settings
@@ -46,7 +46,9 @@ def build_worker(
     identity: str | None = None,
 ) -> Worker:
     register = LocationsRegister(settings.locations_of_concern)
-    alerts = AlertActivities(sinks if sinks is not None else sinks_from_settings(settings))
+    alerts = AlertActivities(
+        sinks if sinks is not None else sinks_from_settings(settings), pager_from_settings(settings)
+    )
     child_records = ChildRecordActivities(client)
     locations = LocationActivities(register)
     return Worker(

@@ -44,6 +44,12 @@ class Settings:
     worker_cache: int = 1000
     # TLS / mTLS / API key towards an external Temporal, checked and read once at start.
     connection: TemporalConnection = field(default_factory=TemporalConnection, repr=False)
+    # Who is on duty for each rank (a CSV file); unset = every alert to MISPERS_ALERT_EMAIL_TO.
+    rota: Path | None = None
+    pagerduty_routing_key: str | None = field(default=None, repr=False)
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    # Where the signed acknowledgement links in alerts point (this API as people reach it).
+    public_url: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -53,6 +59,10 @@ class Settings:
     @property
     def effective_temporal_address(self) -> str:
         return self.temporal_address or f"127.0.0.1:{self.embedded_temporal_port}"
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
     @property
     def temporal_db_path(self) -> Path:
@@ -137,5 +147,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_metrics_url=_url(env, "MISPERS_WORKER_METRICS_URL"),
         worker_cache=_int(env, "MISPERS_WORKER_CACHE", 1000, lo=0, hi=1_000_000),
         connection=connection,
+        rota=_path(env, "MISPERS_ROTA", must_exist=False),
+        pagerduty_routing_key=env.get("MISPERS_PAGERDUTY_ROUTING_KEY") or None,
+        pagerduty_url=_url(env, "MISPERS_PAGERDUTY_URL")
+        or "https://events.pagerduty.com/v2/enqueue",
+        public_url=_url(env, "MISPERS_PUBLIC_URL"),
         extra={k: v for k, v in env.items() if k.startswith("MISPERS_")},
     )

@@ -37,6 +37,7 @@ class Action(StrEnum):
     READ = "read"
     READ_AUDIT = "read_audit"
     DESCRIBE = "describe"
+    HANDLE_ALERTS = "handle_alerts"
 
 
 # Who may do what (docs/contract.md, "Roles").
@@ -48,6 +49,8 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     # The contract and the counters, no episode data: any authenticated caller (a metrics
     # scraper or an incident source checking the event schemas holds some token).
     Action.DESCRIBE: frozenset(Role),
+    # The people paged: list alerts and acknowledge them.
+    Action.HANDLE_ALERTS: frozenset({Role.OFFICER, Role.SUPERVISOR}),
 }
 
 
@@ -179,11 +182,22 @@ def authorize(actor: Actor, action: Action) -> None:
         raise forbidden(f"role '{actor.role.value}' may not {action.value}; allowed: {roles}")
 
 
+def authorize_ack_by(actor: Actor, by: str) -> None:
+    """An acknowledgement is a person's promise: only they may make it (an incident source,
+    `system`, relays acknowledgements made elsewhere)."""
+    if actor.role is not Role.SYSTEM and by != actor.subject:
+        raise forbidden(
+            f"an acknowledgement's 'by' must be the token's subject ({actor.subject}); "
+            f"role '{actor.role.value}' may not acknowledge for someone else",
+        )
+
+
 __all__ = [
     "PERMISSIONS",
     "Action",
     "SecretError",
     "authorize",
+    "authorize_ack_by",
     "bearer_token",
     "load_secret",
     "mint_token",

@@ -24,7 +24,7 @@ from temporalio.client import (
 from temporalio.service import RPCError
 
 from mispers.api.access import audit_refusal, audit_unavailable, record_access
-from mispers.api.auth import Action
+from mispers.api.auth import Action, authorize_ack_by
 from mispers.api.context import ApiContext, get_context, require
 from mispers.api.envelope import Envelope, Mode, parse_request
 from mispers.api.metrics import count_accepted, count_refused
@@ -38,7 +38,7 @@ from mispers.api.problems import (
     too_large,
 )
 from mispers.api.validation import check_type, to_event
-from mispers.domain.events import REF_PATTERN, Actor, EpisodeReported, EventBase
+from mispers.domain.events import REF_PATTERN, Actor, AlertAcknowledged, EpisodeReported, EventBase
 from mispers.domain.refusals import Refusal
 from mispers.engine.client import (
     EpisodeNotFound,
@@ -151,6 +151,8 @@ async def record(
         event = to_event(envelope, actor)
         # Role and rank are judged by the episode itself (its Update validator), against the
         # state the write will see: no query-then-check here for a concurrent change to slip by.
+        if isinstance(event, AlertAcknowledged):
+            authorize_ack_by(actor, event.data.by)
         outcome = await _deliver(context, event)
     except ProblemError as err:
         _identify(err.problem, envelope)
@@ -261,6 +263,11 @@ def _child_ref(event: EventBase) -> str | None:
 
 def _safe_type(event_type: str) -> str:
     return event_type if _PRINTABLE_ID.fullmatch(event_type) and len(event_type) <= 64 else "?"
+
+
+async def deliver(context: ApiContext, event: EventBase) -> SubmitOutcome:
+    """One validated event to its episode, engine failures answered as problems."""
+    return await _deliver(context, event)
 
 
 async def _deliver(context: ApiContext, event: EventBase) -> SubmitOutcome:

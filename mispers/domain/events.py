@@ -199,6 +199,7 @@ class ClosureApprovedData(Strict):
 class AlertAcknowledgedData(Strict):
     alert_id: Annotated[str, StringConstraints(min_length=1, max_length=300)]
     by: ShortText
+    note: str | None = personal(None, max_length=1000)
 
 
 class Actor(Strict):

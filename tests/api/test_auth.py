@@ -17,6 +17,7 @@ from mispers.api.auth import (
     Action,
     SecretError,
     authorize,
+    authorize_ack_by,
     bearer_token,
     load_secret,
     mint_token,
@@ -166,7 +167,16 @@ ROLE_MATRIX = {
     Action.READ: {Role.OFFICER, Role.SUPERVISOR, Role.AUDITOR},
     Action.READ_AUDIT: {Role.AUDITOR},
     Action.DESCRIBE: set(Role),
+    Action.HANDLE_ALERTS: {Role.OFFICER, Role.SUPERVISOR},
 }
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_an_acknowledgement_is_the_token_subjects_own(role: Role) -> None:
+    actor = Actor(subject="SGT-1", role=role)
+    assert status_of(lambda: authorize_ack_by(actor, "SGT-1")) == 200
+    expected = 200 if role is Role.SYSTEM else 403
+    assert status_of(lambda: authorize_ack_by(actor, "INSP-2")) == expected
 
 
 @pytest.mark.parametrize("action", list(Action))

@@ -42,6 +42,8 @@ OPERATIONS = (
     "GET /v1/episodes/{episode_id}",
     "GET /v1/children/{child_ref}",
     "GET /v1/event-types",
+    "GET /v1/alerts",
+    "POST /v1/alerts/{alert_id}/ack",
     "GET /metrics",
     "GET /healthz",
     "GET /v1/audit",

