@@ -58,6 +58,7 @@ AuditAction = Literal[
     "read_episode",
     "read_child",
     "list_episodes",
+    "list_alerts",
     "read_audit",
     "decode_payloads",
     "encode_payloads",

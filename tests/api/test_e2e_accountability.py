@@ -252,6 +252,18 @@ async def test_the_clis_purpose_reaches_the_audit(http: httpx.AsyncClient, stack
     assert purposes["list_episodes"] == listing
 
 
+async def test_a_list_of_alerts_is_audited(http: httpx.AsyncClient, stack: Stack) -> None:
+    ep = unique("EP")
+    await accepted(http, stack, report(ep, unique("C")), Role.SYSTEM)
+    sergeant = token(stack, Role.SUPERVISOR, "SGT-44")
+    answer = await http.get("/v1/alerts", params={"episode_id": ep}, headers=sergeant)
+    assert answer.status_code == 200, answer.text
+    [record] = await audit_json(stack, "--subject", "SGT-44")
+    assert record["action"] == "list_alerts"
+    assert record["detail"]["episode_id"] == ep
+    assert record["who"] == {"subject": "SGT-44", "role": "supervisor", "rank": "sergeant"}
+
+
 async def test_audit_verify_passes_on_the_real_file_and_names_the_line_after_tampering(
     http: httpx.AsyncClient, stack: Stack, tmp_path: Path
 ) -> None:
