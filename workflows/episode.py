@@ -18,7 +18,11 @@ from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUp
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.alerts import AlertActivities
+    from activities.alerts import (
+        DELIVERY_ATTEMPT_TIMEOUT,
+        DELIVERY_HEARTBEAT_TIMEOUT,
+        AlertActivities,
+    )
     from activities.child_record import ChildRecordActivities
     from activities.locations import LocationActivities
     from mispers.domain import episode as rules
@@ -59,8 +63,14 @@ LOCAL_CHECK_TIMEOUT = timedelta(seconds=10)
 SKIP_UNCHANGED_SYNC = "skip-unchanged-child-sync"
 # ... and queue a child-record sync again when the state changes while one is in flight.
 SYNC_AGAIN_AFTER_IN_FLIGHT = "sync-again-after-in-flight"
-# One round over the sinks, each with its own 10 s timeout.
+# One round over the sinks, each with its own send timeout (activities/alerts.py).
 ALERT_ROUND_TIMEOUT = timedelta(seconds=30)
+# ... and give the durable delivery a heartbeat timeout longer than one send (it heartbeats
+# after each alert) and an attempt long enough for a batch of slow answers.
+ALERT_HEARTBEAT_PER_ALERT = "alert-heartbeat-per-alert"
+# The durable delivery's timeouts before that marker.
+FORMER_DELIVERY_ATTEMPT_TIMEOUT = timedelta(seconds=30)
+FORMER_DELIVERY_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -340,11 +350,15 @@ class MissingChildEpisode:
                 self._pending_alerts.pop(batch.batch_id, None)
                 return
             done, counted = first.delivered, True
+        if workflow.patched(ALERT_HEARTBEAT_PER_ALERT):
+            attempt, heartbeat = DELIVERY_ATTEMPT_TIMEOUT, DELIVERY_HEARTBEAT_TIMEOUT
+        else:
+            attempt, heartbeat = FORMER_DELIVERY_ATTEMPT_TIMEOUT, FORMER_DELIVERY_HEARTBEAT_TIMEOUT
         await workflow.execute_activity_method(
             AlertActivities.deliver_alerts,
             DeliverAlertsInput(batch=batch, done=done, counted=counted),
-            start_to_close_timeout=timedelta(seconds=30),
-            heartbeat_timeout=timedelta(seconds=10),
+            start_to_close_timeout=attempt,
+            heartbeat_timeout=heartbeat,
             retry_policy=RetryPolicy(
                 initial_interval=RETRY_FLOOR,
                 backoff_coefficient=2.0,
