@@ -63,6 +63,10 @@ LOCAL_CHECK_TIMEOUT = timedelta(seconds=10)
 SKIP_UNCHANGED_SYNC = "skip-unchanged-child-sync"
 # ... and queue a child-record sync again when the state changes while one is in flight.
 SYNC_AGAIN_AFTER_IN_FLIGHT = "sync-again-after-in-flight"
+# ... and continue as new without waiting for the child-record sync or register look-up in
+# flight: it is carried into the next run (queued again there), so a child record that cannot be
+# reached never holds up the loop, its deadlines or its alerts.
+CARRY_IO_THROUGH_CONTINUE_AS_NEW = "continue-as-new-carries-io"
 # One round over the sinks, each with its own send timeout (activities/alerts.py).
 ALERT_ROUND_TIMEOUT = timedelta(seconds=30)
 # ... and give the durable delivery a heartbeat timeout longer than one send (it heartbeats
@@ -89,6 +93,7 @@ class MissingChildEpisode:
         self._carried_alerts = list(input.pending_alerts)
         self._io_queue: list[str] = list(input.pending_io)
         self._io_busy = False
+        self._continue_as_new_at = input.continue_as_new_at_history
         self._tasks: set[asyncio.Task[None]] = set()
         self._upserted: dict[str, object] = {}
         self._failed_task: asyncio.Task[None] | None = None
@@ -111,7 +116,7 @@ class MissingChildEpisode:
             self._upsert_search_attributes()
             if self._state.status is EpisodeStatus.CLOSED:
                 break
-            if workflow.info().is_continue_as_new_suggested():
+            if self._continue_as_new_due():
                 await self._continue_as_new()
             wake_at = rules.next_wakeup(self._state, self._policy)
             if wake_at != timer_at:
@@ -166,11 +171,24 @@ class MissingChildEpisode:
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
 
+    def _continue_as_new_due(self) -> bool:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        limit = self._continue_as_new_at
+        return limit is not None and info.get_current_history_length() >= limit
+
     async def _continue_as_new(self) -> None:
-        """Carry the whole state and pending work; never from inside a handler."""
-        await workflow.wait_condition(
-            lambda: workflow.all_handlers_finished() and not self._io_busy
-        )
+        """Carry the whole state and pending work; never from inside a handler. The I/O in flight
+        (first in the queue until done) is carried too and runs again in the next run: a sync
+        repeats harmlessly (the record keeps one summary per episode) and a register look-up
+        whose answer had not arrived was not applied."""
+        if workflow.patched(CARRY_IO_THROUGH_CONTINUE_AS_NEW):
+            await workflow.wait_condition(workflow.all_handlers_finished)
+        else:
+            await workflow.wait_condition(
+                lambda: workflow.all_handlers_finished() and not self._io_busy
+            )
         workflow.continue_as_new(
             EpisodeInput(
                 episode_id=self._state.episode_id,
@@ -178,6 +196,7 @@ class MissingChildEpisode:
                 carried_state=self._state,
                 pending_alerts=list(self._pending_alerts.values()),
                 pending_io=list(self._io_queue),
+                continue_as_new_at_history=self._continue_as_new_at,
             )
         )
 
