@@ -3,11 +3,15 @@ whatever server the test uses (time-skipping or dev)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -15,15 +19,60 @@ from temporalio.testing import WorkflowEnvironment
 from mispers.domain.state import EpisodeState, Obligation
 from mispers.engine.client import SubmitOutcome, get_episode_state, submit_event
 from mispers.policy import PinnedPolicy
+from tests.conftest import eventually
 from tests.factories import event, merge
+
+# A sleep with nothing due returns at once; a loaded machine is given this long.
+CLOCK_CHECK = 15.0
 
 
 async def terminate_running(client: Client, workflow_ids: Iterable[str]) -> None:
     """Tests on the shared time-skipping server must leave no workflow whose worker is gone:
-    its pending tasks would stop time skipping for every later test."""
+    its pending tasks would stop time skipping for every later test.
+
+    Each is terminated only once no activity of it is in flight. The time-skipping server holds
+    its clock while an activity runs and releases it when the activity completes, fails or
+    times out; once the workflow is terminated, all three are refused ("Completed workflow"),
+    so the hold is never released and every later sleep on the server runs in real time until
+    its 30 s RPC deadline ("Timeout expired")."""
     for workflow_id in set(workflow_ids):
+        if await activities_in_flight(client, workflow_id) is None:
+            continue  # closed, or never started
+        await eventually(
+            lambda wid=workflow_id: activities_in_flight(client, wid),  # type: ignore[misc]
+            lambda n: not n,
+            within=60,
+        )
         with contextlib.suppress(RPCError):
             await client.get_workflow_handle(workflow_id).terminate("test finished")
+
+
+async def activities_in_flight(client: Client, workflow_id: str) -> int | None:
+    """How many activities the workflow's running run has in flight; None when not running."""
+    try:
+        described = await client.workflow_service.describe_workflow_execution(
+            DescribeWorkflowExecutionRequest(
+                namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id)
+            )
+        )
+    except RPCError:
+        return None
+    running = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+    if described.workflow_execution_info.status != running:
+        return None
+    return len(described.pending_activities)
+
+
+async def clock_still_skips(env: WorkflowEnvironment) -> None:
+    """Fail the test that left the shared time-skipping server unable to skip time (rather
+    than whichever later test first sleeps)."""
+    try:
+        await asyncio.wait_for(env.sleep(dt.timedelta(minutes=1)), timeout=CLOCK_CHECK)
+    except (TimeoutError, RPCError):
+        raise AssertionError(
+            "the time-skipping server no longer skips time after this test: something of it "
+            "still holds the clock (a workflow terminated with an activity in flight?)"
+        ) from None
 
 
 STARTED: list[str] = []
