@@ -61,3 +61,15 @@ async def test_a_changed_rule_is_caught(monkeypatch: pytest.MonkeyPatch) -> None
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is not None
     assert "nondetermin" in str(result.replay_failure).lower(), result.replay_failure
+
+
+def test_every_recorded_path_has_a_history() -> None:
+    """One history per scenario of the recorder: a new path through the workflows is recorded
+    (a scenario added there) when it is released, and the corpus keeps it."""
+    from tests.record_histories import SCENARIOS
+
+    stems = [p.stem for p in HISTORIES]
+    for name in SCENARIOS:
+        prefix = "episode-20" if name == "full" else f"episode-{name}-20"
+        assert any(stem.startswith(prefix) for stem in stems), f"no history of {name!r}"
+    assert len(HISTORIES) >= 8
