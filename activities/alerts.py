@@ -5,8 +5,10 @@ the sinks, answering which took the batch and which failed. That spares the comm
 activity task's round trip through the server (three history events and a workflow task),
 which is what alert lateness and history size are made of. Only if a sink failed does the
 episode fall back to `deliver_alerts`, a regular activity that retries with back-off on the
-server, keeps its progress in heartbeat details and skips the sinks already reached, so a
-long outage of one sink costs no history and never re-sends to the others.
+server, heartbeats after every alert a sink took (keeping, in the heartbeat details, which
+sinks and which alerts are done) and skips them on a retry: a long outage of one sink costs no
+history, never re-sends to the others, and a few slow answers from one sink never re-send the
+alerts it already took.
 
 Episodes started before the local round (no `workflow.patched` marker) replay `deliver_alerts`
 alone, as they ran it.
@@ -22,8 +24,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from email.message import EmailMessage
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosmtplib
 import httpx
@@ -46,6 +49,16 @@ from mispers.rota import RotaFile
 from mispers.security import ack_links
 
 log = get_logger("mispers.alerts")
+
+# One webhook POST or one SMTP exchange may take this long before it counts as failed.
+SEND_TIMEOUT = timedelta(seconds=10)
+# `deliver_alerts` heartbeats after each alert a sink took, so a heartbeat gap is at most one
+# send: the timeout must outlast a whole send, with room for the heartbeat's own round trip.
+DELIVERY_HEARTBEAT_TIMEOUT = 2 * SEND_TIMEOUT
+# One attempt of `deliver_alerts`; progress survives an attempt that runs out (heartbeats).
+DELIVERY_ATTEMPT_TIMEOUT = timedelta(minutes=2)
+
+Sent = Callable[[Alert], None]
 
 ALERTS_RAISED = Counter(
     "mispers_alerts_raised",
@@ -119,7 +132,8 @@ def alert_payload(alert: Alert) -> dict[str, object]:
 class AlertSink(Protocol):
     name: str
 
-    async def send(self, notices: Sequence[Notice]) -> None: ...
+    async def send(self, notices: Sequence[Notice], sent: Sent) -> None:
+        """Deliver `notices`, calling `sent` for each alert as soon as it is delivered."""
 
 
 class LogSink:
@@ -127,11 +141,12 @@ class LogSink:
 
     name = "log"
 
-    async def send(self, notices: Sequence[Notice]) -> None:
+    async def send(self, notices: Sequence[Notice], sent: Sent) -> None:
         for notice in notices:
             payload = notice.payload()
             payload.pop("ack_url")  # a credential: not for the log
             log.warning(f"alert {notice.transition.value}", **payload)
+            sent(notice.alert)
 
 
 class WebhookSink:
@@ -139,15 +154,16 @@ class WebhookSink:
 
     name = "webhook"
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, timeout: timedelta = SEND_TIMEOUT) -> None:
         self.url = url
-        self._client = httpx.AsyncClient(timeout=timeout)
+        self._client = httpx.AsyncClient(timeout=timeout.total_seconds())
 
-    async def send(self, notices: Sequence[Notice]) -> None:
+    async def send(self, notices: Sequence[Notice], sent: Sent) -> None:
         for notice in notices:
             response = await self._client.post(self.url, json=notice.payload())
             if not response.is_success:
                 raise RuntimeError(f"webhook answered {response.status_code}")
+            sent(notice.alert)
 
 
 _SUBJECTS = {
@@ -165,17 +181,24 @@ class EmailSink:
     def __init__(self, host: str, port: int, sender: str, recipients: Sequence[str]) -> None:
         self.host, self.port, self.sender, self.recipients = host, port, sender, list(recipients)
 
-    async def send(self, notices: Sequence[Notice]) -> None:
+    async def send(self, notices: Sequence[Notice], sent: Sent) -> None:
         by_address: dict[tuple[str, ...], list[Notice]] = {}
         for notice in notices:
             recipient = notice.alert.recipient
             to = (recipient.email,) if recipient else tuple(self.recipients)
             if to:
                 by_address.setdefault(to, []).append(notice)
+            else:
+                sent(notice.alert)  # nobody to write to: nothing this sink owes
         for to, group in by_address.items():
             await aiosmtplib.send(
-                self._message(to, group), hostname=self.host, port=self.port, timeout=10
+                self._message(to, group),
+                hostname=self.host,
+                port=self.port,
+                timeout=SEND_TIMEOUT.total_seconds(),
             )
+            for notice in group:  # one message carries the whole group
+                sent(notice.alert)
 
     def _message(self, to: Sequence[str], notices: Sequence[Notice]) -> EmailMessage:
         message = EmailMessage()
@@ -262,18 +285,13 @@ class AlertActivities:
         """Returns the sinks that took the batch; raises (to retry) while any has not."""
         info = activity.info()
         details = info.heartbeat_details
-        done: set[str] = set(details[0]) if details else set(input.done)
+        progress = Progress.resume(details[0] if details else None, input.done)
         if info.attempt == 1 and not details and not input.counted:
             _count_raised(input.batch)
-
-        def took(sink: str) -> None:
-            done.add(sink)
-            activity.heartbeat(sorted(done))
-
-        failed = await self._round(input.batch, done, took)
+        failed = await self._round(input.batch, progress, heartbeat=True)
         if failed:
             raise ApplicationError(f"alert sinks not yet delivered: {', '.join(failed)}")
-        return sorted(done)
+        return sorted(progress.done)
 
     @activity.defn
     async def deliver_alerts_once(self, input: DeliverAlertsOnceInput) -> AlertDelivery:
@@ -281,11 +299,12 @@ class AlertActivities:
         it to `deliver_alerts`, whose retries live on the server."""
         if activity.info().attempt == 1:
             _count_raised(input.batch)
-        delivered: list[str] = []
+        progress = Progress.resume(None, [])
         paged = self._address(input.batch)
         if activity.info().attempt == 1:
             _count_unstaffed(input.batch, paged)
-        failed = await self._round(input.batch, set(), delivered.append, paged)
+        failed = await self._round(input.batch, progress, heartbeat=False, paged=paged)
+        delivered = [sink.name for sink in self._sinks if sink.name in progress.done]
         return AlertDelivery(delivered=delivered, failed=failed, paged=paged)
 
     def _address(self, batch: AlertBatch) -> dict[str, Paged]:
@@ -296,20 +315,32 @@ class AlertActivities:
     async def _round(
         self,
         batch: AlertBatch,
-        done: set[str],
-        took: Callable[[str], None],
+        progress: Progress,
+        heartbeat: bool,
         paged: dict[str, Paged] | None = None,
     ) -> list[str]:
-        """Send to every sink not in `done`; answer the ones that failed."""
+        """Send to every sink not done the alerts it has not taken; answer the sinks that
+        failed. With `heartbeat`, every alert taken is reported at once, with the progress."""
+
+        def report() -> None:
+            if heartbeat:
+                activity.heartbeat(progress.details())
+
         failed: list[str] = []
         if paged is None:
             paged = self._address(batch)
         notices = _notices(batch, paged)
         for sink in self._sinks:
-            if sink.name in done:
+            if sink.name in progress.done:
                 continue
+            taken = progress.sent.setdefault(sink.name, [])
+
+            def sent(alert: Alert, taken: list[str] = taken) -> None:
+                taken.append(alert.alert_id)
+                report()
+
             try:
-                await sink.send(notices)
+                await sink.send([n for n in notices if n.alert.alert_id not in taken], sent)
             except Exception as exc:
                 failed.append(sink.name)
                 log.warning(
@@ -320,7 +351,9 @@ class AlertActivities:
                     attempt=activity.info().attempt,
                 )
                 continue
-            took(sink.name)
+            progress.done.add(sink.name)
+            progress.sent.pop(sink.name, None)
+            report()
         return failed
 
 
@@ -339,6 +372,28 @@ def _notices(batch: AlertBatch, paged: dict[str, Paged]) -> list[Notice]:
             )
         notices.append(Notice(alert, transition, batch.reason))
     return notices
+
+
+class Progress:
+    """What a delivery has achieved so far: the sinks that took the whole batch, and for the
+    others the alerts each already took. Kept in heartbeat details, so a retried attempt (a
+    killed worker, a timed-out attempt) resumes rather than re-sends."""
+
+    def __init__(self, done: set[str], sent: dict[str, list[str]]) -> None:
+        self.done = done
+        self.sent = sent
+
+    @classmethod
+    def resume(cls, details: Any, first_done: Sequence[str]) -> Progress:
+        if isinstance(details, dict):
+            sent = {str(k): [str(i) for i in v] for k, v in dict(details.get("sent", {})).items()}
+            return cls({str(d) for d in details.get("done", [])}, sent)
+        if isinstance(details, list):  # heartbeats of deliveries started before per-alert progress
+            return cls({str(d) for d in details}, {})
+        return cls(set(first_done), {})
+
+    def details(self) -> dict[str, object]:
+        return {"done": sorted(self.done), "sent": {k: list(v) for k, v in self.sent.items()}}
 
 
 def _count_raised(batch: AlertBatch) -> None:

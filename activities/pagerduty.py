@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from prometheus_client import Counter
 
-from activities.alerts import Notice
+from activities.alerts import Notice, Sent
 from mispers.domain.types import AlertState, RiskLevel
 from mispers.logs import get_logger
 
@@ -69,7 +69,7 @@ class PagerDutySink:
         self.routing_key, self.url = routing_key, url
         self._client = httpx.AsyncClient(timeout=timeout)
 
-    async def send(self, notices: Sequence[Notice]) -> None:
+    async def send(self, notices: Sequence[Notice], sent: Sent) -> None:
         for notice in notices:
             event = self.event(notice)
             response = await self._client.post(self.url, json=event)
@@ -84,6 +84,7 @@ class PagerDutySink:
                     action=event["event_action"],
                     answer=response.text[:300],
                 )
+            sent(notice.alert)  # taken or refused for good: never sent again
 
     def event(self, notice: Notice) -> dict[str, Any]:
         alert = notice.alert

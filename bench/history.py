@@ -59,17 +59,11 @@ WHERE = {"description": "bench place", "postcode": "ZZ1 1ZZ"}
 
 
 async def start_env() -> WorkflowEnvironment:
-    async def start() -> WorkflowEnvironment:
-        return await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=str(venv_binary("temporal-test-server")),
-            test_server_startup_timeout=timedelta(seconds=30),
-            data_converter=data_converter(),
-        )
-
-    try:  # the fixture occasionally misses its start-up window: retry once
-        env = await start()
-    except Exception:
-        env = await start()
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(venv_binary("temporal-test-server")),
+        test_server_startup_timeout=timedelta(seconds=30),
+        data_converter=data_converter(),
+    )
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 

@@ -17,12 +17,13 @@ from aiosmtpd.controller import Controller
 
 class WebhookReceiver:
     """Collects every JSON body POSTed to it, with the last segment of its path (the sender);
-    `fail_next` makes it answer 503 that many times."""
+    `fail_next` makes it answer 503 that many times (after `ok_before_failing` more successes)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._posts: list[tuple[str, dict[str, Any]]] = []
         self.fail_next = 0
+        self.ok_before_failing = 0
         self.failures = 0
         receiver = self
 
@@ -31,7 +32,9 @@ class WebhookReceiver:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
                 with receiver._lock:
-                    if receiver.fail_next > 0:
+                    if receiver.fail_next > 0 and receiver.ok_before_failing > 0:
+                        receiver.ok_before_failing -= 1
+                    elif receiver.fail_next > 0:
                         receiver.fail_next -= 1
                         receiver.failures += 1
                         self.send_response(503)

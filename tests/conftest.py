@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -27,28 +27,17 @@ T = TypeVar("T")
 STARTUP = timedelta(seconds=30)
 
 
-async def _twice(start: Callable[[], Awaitable[T]]) -> T:
-    """The SDK's server fixtures occasionally miss their start-up window: retry once."""
-    try:
-        return await start()
-    except Exception:
-        return await start()
-
-
 async def start_dev_server(db: Path, converter: DataConverter) -> WorkflowEnvironment:
     """A dev server from the venv's `temporal` binary, flags as `make run`, on the SQLite `db`."""
 
-    async def start() -> WorkflowEnvironment:
-        return await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(venv_binary("temporal")),
-            dev_server_database_filename=str(db),
-            dev_server_extra_args=list(TUNING_ARGS),
-            dev_server_startup_timeout=STARTUP,
-            search_attributes=SEARCH_ATTRIBUTES,
-            data_converter=converter,
-        )
-
-    return await _twice(start)
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(venv_binary("temporal")),
+        dev_server_database_filename=str(db),
+        dev_server_extra_args=list(TUNING_ARGS),
+        dev_server_startup_timeout=STARTUP,
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=converter,
+    )
 
 
 async def run_command(*args: str, env: dict[str, str]) -> tuple[int, str]:
@@ -73,19 +62,31 @@ async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Wor
         yield env
 
 
+async def start_time_skipping_server() -> WorkflowEnvironment:
+    """A time-skipping test server from the venv's binary."""
+    return await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(venv_binary("temporal-test-server")),
+        test_server_startup_timeout=STARTUP,
+        data_converter=data_converter(),
+    )
+
+
 @pytest.fixture(scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    async def start() -> WorkflowEnvironment:
-        return await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=str(venv_binary("temporal-test-server")),
-            test_server_startup_timeout=STARTUP,
-            data_converter=data_converter(),
-        )
-
-    env = await _twice(start)
+    env = await start_time_skipping_server()
     async with env:
         await register_search_attributes(env.client)
         yield env
+
+
+@pytest.fixture(autouse=True)
+async def time_skipping_clock_released(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """After a test on the shared time-skipping server, the server must still skip time."""
+    yield
+    if "ts_env" in request.fixturenames:
+        from tests.harness import clock_still_skips
+
+        await clock_still_skips(request.getfixturevalue("ts_env"))
 
 
 async def register_search_attributes(client: Client) -> None:

@@ -3,27 +3,92 @@ whatever server the test uses (time-skipping or dev)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType, WorkflowExecutionStatus
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from mispers.domain.state import EpisodeState, Obligation
-from mispers.engine.client import SubmitOutcome, get_episode_state, submit_event
+from mispers.engine.client import EventRejected, SubmitOutcome, get_episode_state, submit_event
 from mispers.policy import PinnedPolicy
 from testkit.factories import event, merge
+from tests.conftest import eventually
+
+# A sleep with nothing due returns at once; a loaded machine is given this long.
+CLOCK_CHECK = 15.0
+CLOSE_ATTEMPTS = 5
 
 
 async def terminate_running(client: Client, workflow_ids: Iterable[str]) -> None:
     """Tests on the shared time-skipping server must leave no workflow whose worker is gone:
-    its pending tasks would stop time skipping for every later test."""
+    its pending tasks would stop time skipping for every later test.
+
+    Each is terminated only once it is idle: no activity and no workflow task in flight. The
+    time-skipping server holds its clock while an activity or a workflow task is outstanding and
+    releases it when that completes, fails or times out; once the workflow is terminated, all
+    of these are refused ("Completed workflow"), so the hold is never released and every later
+    sleep on the server runs in real time until its 30 s RPC deadline ("Timeout expired")."""
     for workflow_id in set(workflow_ids):
+        if await work_in_flight(client, workflow_id) is None:
+            continue  # closed, or never started
+        await eventually(
+            lambda wid=workflow_id: work_in_flight(client, wid),  # type: ignore[misc]
+            lambda n: not n,
+            within=60,
+        )
         with contextlib.suppress(RPCError):
             await client.get_workflow_handle(workflow_id).terminate("test finished")
+
+
+TASK_OUTSTANDING = (
+    EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+)
+
+
+async def work_in_flight(client: Client, workflow_id: str) -> int | None:
+    """Activities and workflow tasks the running run has in flight; None when not running."""
+    activities = await activities_in_flight(client, workflow_id)
+    if activities is None:
+        return None
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return activities + (history.events[-1].event_type in TASK_OUTSTANDING)
+
+
+async def activities_in_flight(client: Client, workflow_id: str) -> int | None:
+    """How many activities the workflow's running run has in flight; None when not running."""
+    try:
+        described = await client.workflow_service.describe_workflow_execution(
+            DescribeWorkflowExecutionRequest(
+                namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id)
+            )
+        )
+    except RPCError:
+        return None
+    running = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+    if described.workflow_execution_info.status != running:
+        return None
+    return len(described.pending_activities)
+
+
+async def clock_still_skips(env: WorkflowEnvironment) -> None:
+    """Fail the test that left the shared time-skipping server unable to skip time (rather
+    than whichever later test first sleeps)."""
+    try:
+        await asyncio.wait_for(env.sleep(dt.timedelta(minutes=1)), timeout=CLOCK_CHECK)
+    except (TimeoutError, RPCError):
+        raise AssertionError(
+            "the time-skipping server no longer skips time after this test: something of it "
+            "still holds the clock (a workflow terminated with an activity in flight?)"
+        ) from None
 
 
 STARTED: list[str] = []
@@ -84,13 +149,23 @@ class EpisodeDriver:
         return ob
 
     async def close(self) -> None:
-        """Found and closed with every open obligation waived (episodes a test leaves behind)."""
+        """Found and closed with every open obligation waived (episodes a test leaves behind).
+        An answer from the child's record can add obligations between the read and the closure
+        (a repeat's meeting and screening): then the closure is refused, and asked for again
+        with those waived too."""
         state = await self.state()
         if state.status.value == "missing":
             await self.send("child.found")
+        for _ in range(CLOSE_ATTEMPTS):
             state = await self.state()
-        waivers = [{"obligation_id": o.id, "reason": "test drill"} for o in state.outstanding()]
-        await self.send("closure.approved", {"waivers": waivers})
+            waivers = [{"obligation_id": o.id, "reason": "test drill"} for o in state.outstanding()]
+            try:
+                await self.send("closure.approved", {"waivers": waivers})
+                return
+            except EventRejected as refused:
+                if refused.refusal.code != "open_obligations":
+                    raise
+        raise AssertionError(f"episode {self.episode_id} still refuses closure")
 
     async def skip(self, **delta: float) -> None:
         await self.env.sleep(dt.timedelta(**delta))

@@ -1,32 +1,42 @@
-"""Record the histories that `tests/test_replay.py` replays: `python -m tests.record_histories`.
+"""Record the histories that `tests/test_replay.py` replays: `python -m tests.record_histories
+[scenario ...]` (all scenarios when none is named).
 
 Run it when a workflow change is released (after guarding the change with `workflow.patched`):
 the new files join the old ones, and every history ever recorded must keep replaying. A history
-is written under the workflow type and the date, so recording never overwrites a released one.
+is written under its scenario's name and the date, and a name already taken gets a number: a
+released history is never overwritten.
 
-The scenario touches every path of the episode workflow that leaves a mark in history: update
-with start, the child-record sync and location-check activities, timers firing escalations
-through every rank, alert delivery (a local round, and once the server-side retry after a
-failed round), reassessment, disclosure leading to a crime obligation,
-closure refused then approved with waivers; and a child record that continues as new."""
+One scenario per distinct path of the workflows: `full` touches every path that leaves a mark
+in history (update with start, the child-record sync and location-check activities, timers
+firing escalations through every rank, alert delivery with a local round and once the
+server-side retry, reassessment, disclosure, closure refused then approved with waivers);
+the others each follow one path alone: a neglected episode escalating to the top rank, a
+repeat child crossing each threshold, closure refused then approved with waivers, a location
+of concern, a disclosure leading to a crime obligation, and an episode that continues as new."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
-from temporalio.testing import WorkflowEnvironment
 
 from mispers.config import Settings
-from mispers.engine.client import EventRejected, data_converter
-from mispers.engine.embedded import venv_binary
+from mispers.domain.messages import (
+    EPISODE_WORKFLOW,
+    EpisodeInput,
+    child_workflow_id,
+    episode_workflow_id,
+)
+from mispers.engine.client import EventRejected
 from mispers.policy import PinnedPolicy, load_policy
 from testkit.receivers import webhook_receiver
-from tests.conftest import STARTUP, register_search_attributes
-from tests.harness import EpisodeDriver
+from tests.conftest import eventually, register_search_attributes, start_time_skipping_server
+from tests.harness import STARTED, EpisodeDriver, terminate_running
 from worker import build_worker
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -69,8 +79,101 @@ async def full_episode(d: EpisodeDriver) -> None:
     assert (await d.state()).status.value == "closed"
 
 
-async def save(client: Client, workflow_id: str, name: str) -> Path:
-    history: WorkflowHistory = await client.get_workflow_handle(workflow_id).fetch_history()
+async def neglected(d: EpisodeDriver) -> None:
+    """Reported, then nothing done: every deadline escalates up to the top rank."""
+    await d.send("episode.reported")
+    await d.skip(hours=12)
+    state = await d.state()
+    assert any(a.rank.value == "superintendent" for a in state.alerts)
+    await d.close()
+
+
+async def repeat_child(d: EpisodeDriver) -> None:
+    """A child's second and third episodes: each repeat threshold of the policy is crossed."""
+    for _ in range(2):
+        await d.send("episode.reported")
+        await eventually(d.state, lambda s: s.repeat.known)
+        await d.close()
+        await d.skip(days=10)
+        d.episode_id = f"R-{uuid.uuid4().hex[:8]}"
+    await d.send("episode.reported")
+    state = await eventually(d.state, lambda s: s.repeat.known)
+    assert state.repeat.episodes_30d >= 2 and state.repeat.episodes_90d >= 3
+    await d.close()
+
+
+async def closure_refused(d: EpisodeDriver) -> None:
+    """Closure asked for while an obligation is open: refused, then approved with waivers."""
+    await d.send("episode.reported")
+    await d.send("linked_person.identified", {"person_ref": "SUS-1", "relation": "suspect"})
+    await d.send("child.found")
+    state = await d.state()
+    waivers = [
+        {"obligation_id": o.id, "reason": "recorded drill"}
+        for o in state.outstanding()
+        if o.kind.value != "linked_person_resolution"
+    ]
+    try:
+        await d.send("closure.approved", {"waivers": waivers})
+        raise AssertionError("closure with an untraced suspect was accepted")
+    except EventRejected:
+        pass
+    await d.send("linked_person.resolved", {"person_ref": "SUS-1", "outcome": "traced_actioned"})
+    await d.send("closure.approved", {"waivers": waivers})
+
+
+async def location_of_concern(d: EpisodeDriver) -> None:
+    """Found at a postcode on the register: flags, a linked person to resolve, high risk."""
+    await d.send("episode.reported")
+    await d.send("child.found", {"location": {"postcode": "N1 9GU", "description": "a flat"}})
+    await eventually(d.state, lambda s: "location_of_concern" in s.flags)
+    await d.close()
+
+
+async def disclosure(d: EpisodeDriver) -> None:
+    """A 15-year-old's disclosure: a crime to record, overdue and escalated, then recorded."""
+    now = await d.now()
+    dob = now.date().replace(year=now.year - 15).isoformat()
+    await d.send("episode.reported", {"child": {"date_of_birth": dob}})
+    await d.send("child.found")
+    await d.send(
+        "safe_and_well.completed",
+        {"disclosures": [{"kind": "sexual_activity", "summary": "with an adult"}]},
+    )
+    await d.skip(hours=25)
+    await d.send("crime.recorded")
+    await d.close()
+
+
+async def continued_as_new(d: EpisodeDriver) -> None:
+    """An episode whose history reaches its limit: the first run ends in continue-as-new."""
+    await d.client.start_workflow(
+        EPISODE_WORKFLOW,
+        EpisodeInput(episode_id=d.episode_id, policy=d.pinned, continue_as_new_at_history=60),
+        id=episode_workflow_id(d.episode_id),
+        task_queue=d.task_queue,
+    )
+    await d.send("episode.reported")
+    await d.skip(hours=12)
+    await d.close()
+
+
+# name -> (scenario, the workflows it records: "episode", "first_run", "child_record")
+SCENARIOS: dict[str, tuple[Callable[[EpisodeDriver], Awaitable[None]], tuple[str, ...]]] = {
+    "full": (full_episode, ("episode", "child_record")),
+    "neglected": (neglected, ("episode",)),
+    "repeat": (repeat_child, ("episode", "child_record")),
+    "closure-refused": (closure_refused, ("episode",)),
+    "location-of-concern": (location_of_concern, ("episode",)),
+    "disclosure": (disclosure, ("episode",)),
+    "continued-as-new": (continued_as_new, ("first_run",)),
+}
+
+
+async def save(client: Client, workflow_id: str, name: str, run_id: str | None = None) -> Path:
+    history: WorkflowHistory = await client.get_workflow_handle(
+        workflow_id, run_id=run_id
+    ).fetch_history()
     HISTORIES.mkdir(exist_ok=True)
     stem = f"{name}-{dt.date.today().isoformat()}"
     path = HISTORIES / f"{stem}.json"
@@ -82,19 +185,33 @@ async def save(client: Client, workflow_id: str, name: str) -> Path:
     return path
 
 
-async def record(work: Path) -> list[Path]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(venv_binary("temporal-test-server")),
-        test_server_startup_timeout=STARTUP,
-        data_converter=data_converter(),
-    )
+async def first_run_id(client: Client, workflow_id: str) -> str:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return history.events[0].workflow_execution_started_event_attributes.first_execution_run_id
+
+
+async def record(work: Path, names: list[str]) -> list[Path]:
+    paths: list[Path] = []
+    for name in names:
+        paths += await record_one(work, name)
+    return paths
+
+
+async def record_one(work: Path, name: str) -> list[Path]:
+    """One scenario on a time-skipping server of its own: a run that ends (completes, or
+    continues as new) while an activity or task of it is in flight can leave that server's
+    clock held, which would stall the next scenario's timers."""
+    env = await start_time_skipping_server()
     register = work / "locations.csv"
     register.write_text(REGISTER)
     pinned = PinnedPolicy.pin(load_policy())
+    paths: list[Path] = []
+    scenario, kinds = SCENARIOS[name]
     async with env:
         await register_search_attributes(env.client)
         with webhook_receiver() as hook:
-            hook.fail_next = 1  # the first alert's local round fails: the durable retry is recorded
+            # the full scenario's first alert fails its local round: the durable retry
+            hook.fail_next = 1 if name == "full" else 0
             settings = Settings(
                 data_dir=work, alert_webhook_url=hook.url, locations_of_concern=register
             )
@@ -102,18 +219,36 @@ async def record(work: Path) -> list[Path]:
             async with build_worker(env.client, settings, task_queue=queue):
                 child = f"CH-{uuid.uuid4().hex[:6]}"
                 d = EpisodeDriver(env, pinned, queue, f"R-{uuid.uuid4().hex[:8]}", child)
-                await full_episode(d)
-                episode = await save(env.client, f"episode-{d.episode_id}", "episode")
-                child_record = await save(env.client, f"child-{child}", "child_record")
-                await env.client.get_workflow_handle(f"child-{child}").terminate("recorded")
-    return [episode, child_record]
+                await scenario(d)
+                episode = episode_workflow_id(d.episode_id)
+                stem = "episode" if name == "full" else f"episode-{name}"
+                if "episode" in kinds:
+                    paths.append(await save(env.client, episode, stem))
+                if "first_run" in kinds:
+                    run = await first_run_id(env.client, episode)
+                    first = await env.client.get_workflow_handle(
+                        episode, run_id=run
+                    ).fetch_history()
+                    last = first.events[-1].event_type
+                    assert last == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+                    paths.append(await save(env.client, episode, stem, run))
+                if "child_record" in kinds:
+                    record_stem = "child_record" if name == "full" else f"child_record-{name}"
+                    paths.append(await save(env.client, child_workflow_id(child), record_stem))
+                await terminate_running(env.client, STARTED)
+    return paths
 
 
 def main() -> None:
+    import sys
     import tempfile
 
+    names = sys.argv[1:] or list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise SystemExit(f"no such scenario: {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     with tempfile.TemporaryDirectory() as work:
-        for path in asyncio.run(record(Path(work))):
+        for path in asyncio.run(record(Path(work), names)):
             print(f"recorded {path.name}")
 
 

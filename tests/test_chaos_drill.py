@@ -1,8 +1,11 @@
-"""The small fault drill (the full one is `python -m bench.chaos`): 50 episodes' full
-event streams through the real API while the worker, the embedded server and the API are each
-SIGKILLed once and restarted. Nothing lost, nothing recorded twice, no non-determinism, every
-episode closed and every alert that fell due delivered to the webhook. One implementation with
-the bench (bench/drill.py), a smaller size."""
+"""The small fault drill (the full one is `python -m bench.chaos`): 50 episodes' full event
+streams through the real API while the worker, the embedded server and the API are each
+SIGKILLed once and restarted. Nothing lost, nothing recorded twice, no non-determinism, no
+failed workflow task, no part dead without the drill killing it, every episode closed, every
+alert raised delivered to the webhook, and the alerts the rules owe for the streams (derived
+from them) raised but for a few at the edge of the timing the driver cannot see. One implementation
+with the bench (bench/drill.py), a smaller size; and the drill itself fails when a part crashes
+behind its back or a workflow task fails."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import pytest
 
 from bench.drill import DrillConfig, run_drill
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(170)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
 async def test_small_chaos_drill_loses_nothing(tmp_path: Path) -> None:
@@ -40,5 +43,40 @@ async def test_small_chaos_drill_loses_nothing(tmp_path: Path) -> None:
     assert report.unread == 0
     assert not report.wrong_status, report.wrong_status
     assert report.alerts_due > 0, "the drill's time scale should make some deadlines fall due"
-    assert report.alerts_delivered == report.alerts_due
+    assert report.raised_not_delivered == []
+    # the rules' derivation and the episodes agree but for a few alerts (printed above)
+    assert len(report.owed_not_raised) + len(report.raised_not_owed) <= report.alerts_due // 20
+    assert report.unplanned_exits == []
+    assert not report.histories.task_failures, report.histories.failed_tasks
     assert report.failures == []
+
+
+@pytest.mark.parametrize(
+    ("planted", "failure", "printed"),
+    [
+        ("crash", "died without being killed: worker", "unplanned exits: ['worker']"),
+        ("failing-task", "failed workflow tasks", "failed workflow task: episode-PLANTED"),
+    ],
+)
+async def test_the_drill_fails_on_a_planted_fault(
+    tmp_path: Path, planted: str, failure: str, printed: str
+) -> None:
+    config = DrillConfig(
+        data_dir=tmp_path,
+        episodes=8,
+        concurrency=8,
+        worker_kills=0,
+        server_restarts=0,
+        api_kills=0,
+        settle=60.0,
+        progress=False,
+        planted=(planted,),
+    )
+    report = await run_drill(config)
+    lines = "\n".join(report.lines())
+    print(f"\nchaos drill with a planted {planted}:\n{lines}")
+    assert any(failure in f for f in report.failures), report.failures
+    assert printed in lines
+    # the planted fault is the only thing wrong: the episodes themselves came through
+    assert report.lost == 0 and report.duplicated == 0 and not report.wrong_status
+    assert report.raised_not_delivered == []

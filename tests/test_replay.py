@@ -5,13 +5,16 @@ unless it is guarded by `workflow.patched`."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from mispers.domain.types import RiskLevel
 from mispers.engine.client import data_converter
+from mispers.policy.model import PerLevel
 from workflows.child_record import ChildRecord
 from workflows.episode import MissingChildEpisode
 
@@ -39,12 +42,34 @@ async def test_recorded_history_replays_without_nondeterminism(path: Path) -> No
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
 
 
-async def test_a_changed_workflow_is_caught(tmp_path: Path) -> None:
-    """The check above could fail: the episode history does not replay on the child record."""
+async def test_a_changed_rule_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check above could fail, for the reason it exists: a rule changed without a patch.
+    Here every deadline and escalation interval the policy gives comes an hour later; the
+    episode's timers and alerts then differ from what it recorded, and replay says so."""
+    original = PerLevel.for_level
+
+    def an_hour_later(self: PerLevel, level: RiskLevel) -> timedelta:
+        return original(self, level) + timedelta(hours=1)
+
     episode = next(p for p in HISTORIES if p.stem.startswith("episode"))
-    text = TEXTS[episode].replace('"MissingChildEpisode"', '"ChildRecord"')
-    replayer = Replayer(workflows=[ChildRecord], data_converter=data_converter())
-    result = await replayer.replay_workflow(
-        WorkflowHistory.from_json("changed", text), raise_on_replay_failure=False
-    )
+    history = WorkflowHistory.from_json("changed", TEXTS[episode])
+    replayer = Replayer(workflows=[MissingChildEpisode], data_converter=data_converter())
+    assert (
+        await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    ).replay_failure is None
+    monkeypatch.setattr(PerLevel, "for_level", an_hour_later)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is not None
+    assert "nondetermin" in str(result.replay_failure).lower(), result.replay_failure
+
+
+def test_every_recorded_path_has_a_history() -> None:
+    """One history per scenario of the recorder: a new path through the workflows is recorded
+    (a scenario added there) when it is released, and the corpus keeps it."""
+    from tests.record_histories import SCENARIOS
+
+    stems = [p.stem for p in HISTORIES]
+    for name in SCENARIOS:
+        prefix = "episode-20" if name == "full" else f"episode-{name}-20"
+        assert any(stem.startswith(prefix) for stem in stems), f"no history of {name!r}"
+    assert len(HISTORIES) >= 8

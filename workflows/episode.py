@@ -18,7 +18,11 @@ from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUp
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.alerts import AlertActivities
+    from activities.alerts import (
+        DELIVERY_ATTEMPT_TIMEOUT,
+        DELIVERY_HEARTBEAT_TIMEOUT,
+        AlertActivities,
+    )
     from activities.child_record import ChildRecordActivities
     from activities.locations import LocationActivities
     from mispers.domain import alert_lifecycle as lifecycle
@@ -71,8 +75,18 @@ MEMO_UNRESOLVED_PER_OBLIGATION = 5
 MEMO_RESOLVED_KEPT = 50
 # ... and judge the sender's authority (token role and rank) in the handler as in the validator.
 AUTHORITY_FROM_TOKEN = "authority-from-token"
-# One round over the sinks, each with its own 10 s timeout.
+# ... and continue as new without waiting for the child-record sync or register look-up in
+# flight: it is carried into the next run (queued again there), so a child record that cannot be
+# reached never holds up the loop, its deadlines or its alerts.
+CARRY_IO_THROUGH_CONTINUE_AS_NEW = "continue-as-new-carries-io"
+# One round over the sinks, each with its own send timeout (activities/alerts.py).
 ALERT_ROUND_TIMEOUT = timedelta(seconds=30)
+# ... and give the durable delivery a heartbeat timeout longer than one send (it heartbeats
+# after each alert) and an attempt long enough for a batch of slow answers.
+ALERT_HEARTBEAT_PER_ALERT = "alert-heartbeat-per-alert"
+# The durable delivery's timeouts before that marker.
+FORMER_DELIVERY_ATTEMPT_TIMEOUT = timedelta(seconds=30)
+FORMER_DELIVERY_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -95,6 +109,7 @@ class MissingChildEpisode:
         self._carried_alerts = list(input.pending_alerts)
         self._io_queue: list[str] = list(input.pending_io)
         self._io_busy = False
+        self._continue_as_new_at = input.continue_as_new_at_history
         self._tasks: set[asyncio.Task[None]] = set()
         self._upserted: dict[str, object] = {}
         self._failed_task: asyncio.Task[None] | None = None
@@ -117,7 +132,7 @@ class MissingChildEpisode:
             self._upsert_search_attributes()
             if self._state.status is EpisodeStatus.CLOSED:
                 break
-            if workflow.info().is_continue_as_new_suggested():
+            if self._continue_as_new_due():
                 await self._continue_as_new()
             wake_at = rules.next_wakeup(self._state, self._policy)
             if wake_at != timer_at:
@@ -209,11 +224,24 @@ class MissingChildEpisode:
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
 
+    def _continue_as_new_due(self) -> bool:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        limit = self._continue_as_new_at
+        return limit is not None and info.get_current_history_length() >= limit
+
     async def _continue_as_new(self) -> None:
-        """Carry the whole state and pending work; never from inside a handler."""
-        await workflow.wait_condition(
-            lambda: workflow.all_handlers_finished() and not self._io_busy
-        )
+        """Carry the whole state and pending work; never from inside a handler. The I/O in flight
+        (first in the queue until done) is carried too and runs again in the next run: a sync
+        repeats harmlessly (the record keeps one summary per episode) and a register look-up
+        whose answer had not arrived was not applied."""
+        if workflow.patched(CARRY_IO_THROUGH_CONTINUE_AS_NEW):
+            await workflow.wait_condition(workflow.all_handlers_finished)
+        else:
+            await workflow.wait_condition(
+                lambda: workflow.all_handlers_finished() and not self._io_busy
+            )
         if self._state.alert_lifecycle:
             # Steps taken by handlers while waiting are carried, not lost with the outbox.
             for batch in self._transition_batches([]):
@@ -225,6 +253,7 @@ class MissingChildEpisode:
                 carried_state=self._state,
                 pending_alerts=list(self._pending_alerts.values()),
                 pending_io=list(self._io_queue),
+                continue_as_new_at_history=self._continue_as_new_at,
             )
         )
 
@@ -418,11 +447,15 @@ class MissingChildEpisode:
                 self._pending_alerts.pop(batch.batch_id, None)
                 return
             done, counted = first.delivered, True
+        if workflow.patched(ALERT_HEARTBEAT_PER_ALERT):
+            attempt, heartbeat = DELIVERY_ATTEMPT_TIMEOUT, DELIVERY_HEARTBEAT_TIMEOUT
+        else:
+            attempt, heartbeat = FORMER_DELIVERY_ATTEMPT_TIMEOUT, FORMER_DELIVERY_HEARTBEAT_TIMEOUT
         await workflow.execute_activity_method(
             AlertActivities.deliver_alerts,
             DeliverAlertsInput(batch=batch, done=done, counted=counted),
-            start_to_close_timeout=timedelta(seconds=30),
-            heartbeat_timeout=timedelta(seconds=10),
+            start_to_close_timeout=attempt,
+            heartbeat_timeout=heartbeat,
             retry_policy=RetryPolicy(
                 initial_interval=RETRY_FLOOR,
                 backoff_coefficient=2.0,

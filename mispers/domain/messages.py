@@ -55,6 +55,11 @@ class EpisodeInput(BaseModel):
     carried_state: EpisodeState | None = None
     pending_alerts: list[AlertBatch] = Field(default_factory=list)
     pending_io: list[str] = Field(default_factory=list)
+    continue_as_new_at_history: int | None = Field(
+        None,
+        description="Continue as new once the history is this long, even before the server "
+        "suggests it (drills and tests exercise continue-as-new with it).",
+    )
 
 
 class RecordEventInput(BaseModel):
