@@ -57,9 +57,9 @@ from bench.common import (
     write_results,
 )
 from mispers.api.validation import EVENT_ADAPTER
-from mispers.domain import episode as rules
 from mispers.domain.state import Alert, EpisodeState
 from mispers.engine.client import connect, get_episode_state
+from mispers.offline import owed_alerts as offline_owed_alerts
 from mispers.policy import PinnedPolicy, Policy, load_policy
 
 # A 503 says "sending again is safe": the ramp sends again with back-off, as a real source
@@ -188,20 +188,15 @@ async def observe_until(
 
 
 def owed_alerts(reports: dict[str, Any], policy: Policy, until: float) -> dict[str, Alert]:
-    """Every alert the episodes owe by `until`: each report applied by the rules, then time
-    advanced wake by wake exactly as the workflow's loop does (so no catch-up collapsing)."""
-    end = dt.datetime.fromtimestamp(until, dt.UTC)
-    owed: dict[str, Alert] = {}
-    for episode_id, body in reports.items():
-        event = EVENT_ADAPTER.validate_json(
+    """Every alert the episodes owe by `until` (epoch seconds), derived by the product's offline
+    driver (mispers.offline) from each report body as it was posted."""
+    events = {
+        episode_id: EVENT_ADAPTER.validate_json(
             json.dumps({k: body[k] for k in ("id", "source", "subject", "time", "type", "data")})
         )
-        state = rules.new_state(episode_id, "bench")
-        rules.apply_event(state, event, policy, event.time)
-        while (wake := rules.next_wakeup(state, policy)) is not None and wake <= end:
-            for alert in rules.advance(state, policy, wake):
-                owed[alert.alert_id] = alert
-    return owed
+        for episode_id, body in reports.items()
+    }
+    return offline_owed_alerts(events, policy, dt.datetime.fromtimestamp(until, dt.UTC))
 
 
 async def agreement(
