@@ -87,7 +87,7 @@ def _postcode(rng: random.Random) -> str:
 
 
 def children_plan(
-    episodes: int, days: int, rng: random.Random, start: dt.datetime
+    episodes: int, days: int, rng: random.Random, start: dt.datetime, prefix: str = "SYN"
 ) -> list[tuple[_Child, list[dt.datetime]]]:
     """Children and their report times: a minority of children account for most episodes,
     and the next episode tends to follow soon after the last."""
@@ -97,7 +97,7 @@ def children_plan(
     n = 0
     while total < episodes:
         n += 1
-        child = _Child(f"SYN-C{n:07d}", rng, start.date())
+        child = _Child(f"{prefix}-C{n:07d}", rng, start.date())
         count = min(shapes.episodes_per_child(rng), episodes - total)
         first = start + span * rng.random()
         times = [first]
@@ -450,17 +450,18 @@ def synthesize(
     lookup: Lookup = no_locations,
     concern_postcodes: list[str] | None = None,
     children: list[tuple[_Child, list[dt.datetime]]] | None = None,
+    prefix: str = "SYN",
 ) -> Iterator[SynthEpisode]:
     """Episodes child by child (each child's in report order, sharing its record); the caller
     sorts events by time when it writes a stream."""
     rng = random.Random(seed)
-    plan = children if children is not None else children_plan(episodes, days, rng, start)
+    plan = children if children is not None else children_plan(episodes, days, rng, start, prefix)
     end = start + dt.timedelta(days=days)
     records = ChildRecords()
     for child, times in plan:
         for i, reported_at in enumerate(times):
-            episode_id = f"{child.ref.replace('SYN-C', 'SYN-E')}-{i + 1}"
-            erng = random.Random(f"{seed}:{episode_id}")
+            episode_id = f"{child.ref[: -len('C0000000')]}E{child.ref[-7:]}-{i + 1}"
+            erng = random.Random(f"{seed}:{child.ref[-7:]}:{i}")
             yield _EpisodeSim(
                 episode_id,
                 child,
