@@ -40,6 +40,8 @@ class Settings:
     # Workflows a worker keeps in memory. A wake or read of one not cached replays its history
     # first (bench/README.md: lateness and read tails at 10,000 open); each costs memory.
     worker_cache: int = 1000
+    # Where analytics records go: unset = a DuckDB file in the data dir; a directory = Parquet.
+    analytics: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -134,5 +136,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         worker_metrics_url=_url(env, "MISPERS_WORKER_METRICS_URL"),
         worker_cache=_int(env, "MISPERS_WORKER_CACHE", 1000, lo=0, hi=1_000_000),
+        analytics=env.get("MISPERS_ANALYTICS") or None,
         extra={k: v for k, v in env.items() if k.startswith("MISPERS_")},
     )

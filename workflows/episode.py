@@ -19,8 +19,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.alerts import AlertActivities
+    from activities.analytics import AnalyticsActivities, ExportRecordInput
     from activities.child_record import ChildRecordActivities
     from activities.locations import LocationActivities
+    from mispers.analytics.record import episode_record
     from mispers.domain import episode as rules
     from mispers.domain.events import EventBase
     from mispers.domain.messages import (
@@ -59,6 +61,8 @@ LOCAL_CHECK_TIMEOUT = timedelta(seconds=10)
 SKIP_UNCHANGED_SYNC = "skip-unchanged-child-sync"
 # ... and queue a child-record sync again when the state changes while one is in flight.
 SYNC_AGAIN_AFTER_IN_FLIGHT = "sync-again-after-in-flight"
+# ... and write the episode's analytics record when it closes.
+ANALYTICS_EXPORT = "analytics-export-on-close"
 # One round over the sinks, each with its own 10 s timeout.
 ALERT_ROUND_TIMEOUT = timedelta(seconds=30)
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
@@ -119,6 +123,8 @@ class MissingChildEpisode:
                 timer, timer_at = None, None
         if timer is not None:
             timer.cancel()
+        if workflow.patched(ANALYTICS_EXPORT):
+            await self._export_record()
         await self._finish_outstanding_work()
         return self._state.summary()
 
@@ -140,6 +146,18 @@ class MissingChildEpisode:
                 },
             )
         return [AlertBatch(batch_id=alerts[0].alert_id, alerts=alerts)]
+
+    async def _export_record(self) -> None:
+        """The PII-free record of the closed episode, keyed by episode and run: built here (so
+        every retry and replay sends the same), written by an activity (I/O)."""
+        record = episode_record(self._state, workflow.info().run_id, workflow.now())
+        await workflow.execute_activity_method(
+            AnalyticsActivities.export_episode_record,
+            ExportRecordInput(record=record),
+            start_to_close_timeout=timedelta(minutes=2),
+            heartbeat_timeout=IO_HEARTBEAT,
+            retry_policy=IO_RETRY,
+        )
 
     async def _finish_outstanding_work(self) -> None:
         """A closed episode waits (bounded) for alert deliveries and record updates in flight,
