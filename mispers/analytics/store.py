@@ -109,6 +109,9 @@ def _ts(value: dt.datetime | None) -> str | None:
     """UTC without an offset: every timestamp in the store is UTC."""
     if value is None:
         return None
+    text = value.isoformat(sep=" ")
+    if text.endswith("+00:00"):
+        return text[:-6]
     return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
 
 

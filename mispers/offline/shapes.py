@@ -49,9 +49,9 @@ DISCLOSURE_KINDS = (
     ("other", 0.1),
 )
 RETURN_INTERVIEW_OUTCOMES = (("held", 0.6), ("declined", 0.3), ("not_held", 0.1))
-ACK_SHARE = 0.8
+ACK_SHARE = 0.75  # of the first two alerts of an obligation
 ACK_MEDIAN_MINUTES = 12.0
-ACK_SHARE_REPEATS = 0.1  # the top rank re-alerted each interval acknowledges few
+ACK_SHARE_REPEATS = 0.05  # the top rank, re-alerted each interval, acknowledges few
 WAIVER_REASONS = (
     "child returned before it was needed",
     "duplicate of another agency's action",
@@ -59,6 +59,8 @@ WAIVER_REASONS = (
     "child moved out of area",
 )
 
+# A late step's lateness: log-normal, median this share of its window (plus 10 minutes).
+LATE_SHARE_OF_WINDOW = 0.25
 # (on time, late) by kind; the rest are never met (waived at closure or left overdue).
 MEETING: dict[ObligationKind, tuple[float, float]] = {
     K.SYSTEMS_CHECKS: (0.90, 0.09),

@@ -136,8 +136,8 @@ class _EpisodeSim:
         self.events: list[dict[str, Any]] = []
         self.queue: list[_Action] = []
         self.seq = 0
-        self.planned: set[str] = set()
-        self.acked: set[str] = set()
+        self.seen_obligations = 0
+        self.seen_alerts = 0
         self.concern = concern_postcodes
         self.reported_at = reported_at
         hours = shapes.hours_to_found(rng)
@@ -176,27 +176,28 @@ class _EpisodeSim:
         if draw < on_time:
             return at + dt.timedelta(seconds=window * self.rng.uniform(0.15, 0.95))
         if draw < on_time + late:
-            over = self.rng.lognormvariate(math.log(window * 0.5 + 600), 0.8)
+            over = self.rng.lognormvariate(
+                math.log(window * shapes.LATE_SHARE_OF_WINDOW + 600), 0.8
+            )
             return due + dt.timedelta(seconds=over)
         return None
 
     def look(self, at: dt.datetime) -> None:
         """Plan an answer to every obligation the rules opened and to every alert raised."""
         state = self.run.state
-        for ob in state.obligations:
-            if ob.id in self.planned or not ob.outstanding:
-                continue
-            self.planned.add(ob.id)
-            if ob.kind is K.CLOSURE_REVIEW:
+        # both lists only grow: look at what is new since the last look
+        fresh_obligations = state.obligations[self.seen_obligations :]
+        self.seen_obligations = len(state.obligations)
+        fresh_alerts = state.alerts[self.seen_alerts :]
+        self.seen_alerts = len(state.alerts)
+        for ob in fresh_obligations:
+            if not ob.outstanding or ob.kind is K.CLOSURE_REVIEW:
                 continue
             when = self.delay(ob.kind, ob.due_at, max(at, ob.anchor_at))
             if when is not None:
                 self.plan(when, "meet", ob.id)
-        for alert in state.alerts:
-            if alert.alert_id in self.acked:
-                continue
-            self.acked.add(alert.alert_id)
-            share = shapes.ACK_SHARE if alert.escalation_level <= 3 else shapes.ACK_SHARE_REPEATS
+        for alert in fresh_alerts:
+            share = shapes.ACK_SHARE if alert.escalation_level <= 2 else shapes.ACK_SHARE_REPEATS
             if self.rng.random() < share:
                 minutes = self.rng.lognormvariate(math.log(shapes.ACK_MEDIAN_MINUTES), 1.0)
                 self.plan(alert.raised_at + dt.timedelta(minutes=minutes), "ack", alert.alert_id)
