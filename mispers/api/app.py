@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from mispers import __version__
-from mispers.api import ingest, ops, reads
+from mispers.api import ingest, ops, reads, reports
 from mispers.api.auth import load_secret
 from mispers.api.context import ApiContext
 from mispers.api.metrics import LatencyMiddleware
@@ -40,6 +40,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.add_middleware(LatencyMiddleware)
     app.include_router(ingest.router, tags=["events"])
     app.include_router(reads.router, tags=["reads"])
+    app.include_router(reports.router, tags=["reports"])
     app.include_router(ops.router, tags=["operations"])
     app.include_router(codec_router(settings))  # /codec/encode|decode (issue 7)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

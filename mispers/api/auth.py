@@ -35,12 +35,14 @@ class Action(StrEnum):
     SEND_EVENTS = "send_events"
     READ = "read"
     DESCRIBE = "describe"
+    REPORT = "report"
 
 
 # Who may do what (DESIGN.md "Roles carried by the bearer token").
 PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.SEND_EVENTS: frozenset({Role.SYSTEM, Role.OFFICER, Role.SUPERVISOR}),
     Action.READ: frozenset({Role.OFFICER, Role.SUPERVISOR, Role.AUDITOR}),
+    Action.REPORT: frozenset({Role.SUPERVISOR, Role.AUDITOR}),
     # The contract and the counters, no episode data: any authenticated caller (a metrics
     # scraper or an incident source checking the event schemas holds some token).
     Action.DESCRIBE: frozenset(Role),

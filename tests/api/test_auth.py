@@ -124,6 +124,7 @@ ROLE_MATRIX = {
     Action.SEND_EVENTS: {Role.SYSTEM, Role.OFFICER, Role.SUPERVISOR},
     Action.READ: {Role.OFFICER, Role.SUPERVISOR, Role.AUDITOR},
     Action.DESCRIBE: set(Role),
+    Action.REPORT: {Role.SUPERVISOR, Role.AUDITOR},
 }
 
 
