@@ -271,8 +271,11 @@ class DuckDBStore(AnalyticsStore):
         while True:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only)
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+            except (duckdb.IOException, duckdb.ConnectionException) as exc:
+                # another process holds the file, or (ConnectionException) this process has it
+                # open in the other mode for a moment
+                busy = "lock" in str(exc).lower() or isinstance(exc, duckdb.ConnectionException)
+                if not busy or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
 
