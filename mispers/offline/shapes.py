@@ -6,9 +6,10 @@ exists (docs/analytics.md cites them) and a stated assumption where none does.
   under 24 h and 2% over 168 h.
 - Repeats: 65% of child missing incidents are repeats, a few children account for a large share
   (Police Journal 2021); London 2022/23: 29,455 child incidents for 9,370 children (3.1 each).
-- Looked-after share: DfE "Children looked after in England" statistics count about 80,000
-  missing incidents a year from care, against about 200,000 child incidents in the NCA report
-  (England and Wales 2019/20: 198,943): about 40% of episodes.
+- Looked-after share: DfE "Children looked after in England including adoptions" statistics
+  count tens of thousands of missing incidents a year from care, against about 200,000 child
+  incidents in the NCA report (England and Wales 2019/20: 198,943): 40% of episodes is an
+  order of magnitude, for a force to replace with its own share.
 - Risk mix, meeting rates, acknowledgement speeds, disclosures: no national figure; stated here
   as assumptions so a reader can change them.
 """
