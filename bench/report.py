@@ -34,7 +34,7 @@ from bench.common import (
     write_results,
 )
 from mispers.analytics.bulk import Job, jobs, run_all
-from mispers.analytics.document import write_report
+from mispers.analytics.document import render_html, write_report
 from mispers.analytics.figures import compute
 from mispers.analytics.store import open_store
 
@@ -75,21 +75,26 @@ def run(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
     )
 
     started = time.monotonic()
+    cpu_before = time.process_time()  # DuckDB's threads included
     con = store.reader()
     figures = compute(con, START.date(), dt.date(2026, 12, 31))
     con.close()
     figures_s = time.monotonic() - started
+    figures_cpu_s = time.process_time() - cpu_before
     html = work_dir / "report.html"
     write_report(figures, html)
     html_s = time.monotonic() - started
     pdf_s = None
     pages = None
     if not args.no_pdf:
-        pdf = work_dir / "report.pdf"
+        from weasyprint import HTML
+
         t = time.monotonic()
-        write_report(figures, pdf)
+        document = HTML(string=render_html(figures)).render()
+        document.write_pdf(str(work_dir / "report.pdf"))
         pdf_s = time.monotonic() - t
-        pages = pdf.read_bytes().count(b"/Type /Page\n") or pdf.read_bytes().count(b"/Type/Page")
+        pages = len(document.pages)
+    cost = export_cost(args.export_records, work_dir) if args.export_records else {}
     rows = {}
     con = store.reader()
     for table in ("episodes", "obligations", "alerts", "grades"):
@@ -102,12 +107,39 @@ def run(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         "synth_s": synth_s,
         "synth_cpu_s": synth_cpu_s,
         "figures_s": figures_s,
+        "figures_cpu_s": figures_cpu_s,
         "figures_and_html_s": html_s,
         "pdf_s": pdf_s,
         "pdf_pages": pages,
         "report_episodes": figures["episodes"],
         "store": store.describe(),
+        "export_cost": cost,
     }
+
+
+def export_cost(count: int, work_dir: Path) -> dict[str, float]:
+    """The close-time export's own cost: one record a write, as the activity writes them,
+    into a fresh DuckDB file and a fresh Parquet directory (median and p95 ms a write)."""
+    from bench.common import median, percentile
+    from mispers.analytics.record import episode_record
+    from mispers.offline.synth import synthesize
+    from mispers.policy import load_policy
+
+    records = [
+        episode_record(e.state, "bench", e.state.closed_at or START)
+        for e in synthesize(count, 60, 7, load_policy(), START)
+    ]
+    out: dict[str, float] = {}
+    for kind, analytics in (("duckdb", None), ("parquet", str(work_dir / "export-pq"))):
+        store = open_store(work_dir / f"export-{kind}", analytics)
+        times = []
+        for record in records:
+            t = time.perf_counter()
+            store.write([record])
+            times.append(time.perf_counter() - t)
+        out[f"{kind}_median_ms"] = median(times) * 1000
+        out[f"{kind}_p95_ms"] = percentile(times, 95) * 1000
+    return out
 
 
 def _cpu() -> float:
@@ -155,6 +187,25 @@ def figures_of(result: dict[str, Any], args: argparse.Namespace) -> list[Figure]
             note="extrapolated linearly" if label else "",
         ),
     ]
+    figures_cpu_national = result["figures_cpu_s"] * scale
+    out.append(
+        Figure(
+            "year's figures, CPU" + label,
+            figures_cpu_national,
+            "s",
+            note="DuckDB's threads included; the wall time on 2 free cores is about half",
+        )
+    )
+    for kind in ("duckdb", "parquet"):
+        if f"{kind}_median_ms" in result["export_cost"]:
+            out.append(
+                Figure(
+                    f"close-time export, one record ({kind})",
+                    result["export_cost"][f"{kind}_median_ms"],
+                    "ms",
+                    note=f"p95 {result['export_cost'][f'{kind}_p95_ms']:.0f} ms",
+                )
+            )
     if result["pdf_s"] is not None:
         out.append(Figure("PDF", result["pdf_s"], "s", note=f"{result['pdf_pages']} pages"))
     return out
@@ -172,6 +223,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--store", choices=("parquet", "duckdb"), default="parquet")
     parser.add_argument("--keep", type=Path, default=None, help="keep the store and report here")
     parser.add_argument("--no-pdf", action="store_true")
+    parser.add_argument(
+        "--export-records", type=int, default=200, help="records for the export cost (0: skip)"
+    )
     parser.add_argument("--no-json", action="store_true", help="do not write bench/results/")
     args = parser.parse_args(argv)
     if args.episodes < 1:

@@ -37,7 +37,9 @@ def test_history_bench_runs_with_tiny_numbers() -> None:
 def test_report_bench_runs_with_tiny_numbers() -> None:
     from bench import report
 
-    payload = report.main(["--episodes", "150", "--processes", "1", "--no-pdf", "--no-json"])
+    payload = report.main(
+        ["--episodes", "150", "--processes", "1", "--no-pdf", "--no-json", "--export-records", "5"]
+    )
     result = payload["result"]
     assert result["episodes"] == result["report_episodes"] == result["rows"]["episodes"] == 150
     assert result["rows"]["obligations"] > 150

@@ -100,7 +100,9 @@ def episode_record(state: EpisodeState, run: str, written_at: dt.datetime) -> Ep
     resolved = {
         o.id: o.met_at for o in state.obligations if o.status in _RESOLVED and o.met_at is not None
     }
-    return EpisodeRecord(
+    # model_construct: every value below already has its field's type (the state is validated),
+    # and a synthetic year builds hundreds of thousands of records
+    return EpisodeRecord.model_construct(
         record_key=f"{state.episode_id}/{run}",
         episode_id=state.episode_id,
         written_at=written_at,
@@ -123,7 +125,7 @@ def episode_record(state: EpisodeState, run: str, written_at: dt.datetime) -> Ep
         policy_version=state.policy_version,
         event_times=times,
         grades=[
-            GradeRecord(
+            GradeRecord.model_construct(
                 level=g.level.value,
                 at=g.at,
                 rank=g.rank.value if g.rank else None,
@@ -133,7 +135,7 @@ def episode_record(state: EpisodeState, run: str, written_at: dt.datetime) -> Ep
             for g in history
         ],
         obligations=[
-            ObligationRecord(
+            ObligationRecord.model_construct(
                 obligation_id=o.id,
                 kind=o.kind.value,
                 owner=o.owner.value,
@@ -149,7 +151,7 @@ def episode_record(state: EpisodeState, run: str, written_at: dt.datetime) -> Ep
             for o in state.obligations
         ],
         alerts=[
-            AlertRecord(
+            AlertRecord.model_construct(
                 alert_id=a.alert_id,
                 obligation_id=a.obligation_id,
                 kind=a.kind.value,

@@ -11,6 +11,7 @@ the latest record of each episode (a close-time record over an earlier snapshot)
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import datetime as dt
 import json
@@ -230,31 +231,33 @@ def safe_name(key: str) -> str:
     return _SAFE.sub("_", key)
 
 
-class AnalyticsStore:
-    """Write records; open a read-only DuckDB connection with the four views."""
+class AnalyticsStore(abc.ABC):
+    """Write records; open a DuckDB connection with the four views (`episodes`,
+    `obligations`, `alerts`, `grades`) over the latest record of each episode."""
 
-    def write(self, records: list[EpisodeRecord], name: str | None = None) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def write(self, records: list[EpisodeRecord], name: str | None = None) -> int: ...
 
-    def reader(self) -> duckdb.DuckDBPyConnection:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def reader(self) -> duckdb.DuckDBPyConnection: ...
 
-    def describe(self) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def describe(self) -> str: ...
 
 
 def _latest_views(con: duckdb.DuckDBPyConnection, sources: dict[str, str]) -> None:
     """The latest record of each episode (closed over open, then the newest), and the rows of
-    that record in the other tables."""
+    that record in the other tables: read once into memory, as a report asks a score of
+    questions of them."""
     con.execute(
-        f"CREATE OR REPLACE TEMP VIEW episodes AS SELECT * FROM {sources['episodes']} "
+        f"CREATE OR REPLACE TEMP TABLE episodes AS SELECT * FROM {sources['episodes']} "
         "QUALIFY row_number() OVER (PARTITION BY episode_id "
         "ORDER BY closed DESC, written_at DESC, batch DESC) = 1"
     )
     for table in ("obligations", "alerts", "grades"):
         con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM {sources[table]} "
-            "WHERE (record_key, batch) IN (SELECT (record_key, batch) FROM episodes)"
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT t.* FROM {sources[table]} t "
+            "SEMI JOIN episodes e ON t.record_key = e.record_key AND t.batch = e.batch"
         )
 
 
