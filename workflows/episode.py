@@ -63,6 +63,8 @@ SKIP_UNCHANGED_SYNC = "skip-unchanged-child-sync"
 SYNC_AGAIN_AFTER_IN_FLIGHT = "sync-again-after-in-flight"
 # ... and write the episode's analytics record when it closes.
 ANALYTICS_EXPORT = "analytics-export-on-close"
+# A local write; the DuckDB file may be held by another writer for a while.
+ANALYTICS_EXPORT_TIMEOUT = timedelta(minutes=1)
 # One round over the sinks, each with its own 10 s timeout.
 ALERT_ROUND_TIMEOUT = timedelta(seconds=30)
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
@@ -149,13 +151,12 @@ class MissingChildEpisode:
 
     async def _export_record(self) -> None:
         """The PII-free record of the closed episode, keyed by episode and run: built here (so
-        every retry and replay sends the same), written by an activity (I/O)."""
+        every retry and replay sends the same), written by a local activity (I/O)."""
         record = episode_record(self._state, workflow.info().run_id, workflow.now())
-        await workflow.execute_activity_method(
+        await workflow.execute_local_activity_method(
             AnalyticsActivities.export_episode_record,
             ExportRecordInput(record=record),
-            start_to_close_timeout=timedelta(minutes=2),
-            heartbeat_timeout=IO_HEARTBEAT,
+            start_to_close_timeout=ANALYTICS_EXPORT_TIMEOUT,
             retry_policy=IO_RETRY,
         )
 
