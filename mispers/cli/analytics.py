@@ -187,12 +187,16 @@ def report(
 ) -> None:
     """The inspection report over the analytics store, for the period."""
     from mispers.analytics.document import write_report
-    from mispers.analytics.figures import compute
+    from mispers.analytics.figures import compute, period_problem
     from mispers.analytics.store import open_store
 
     first, last = _date(from_, "--from"), _date(to, "--to")
-    if last < first:
-        raise fail("--to is before --from")
+    problem = period_problem(first, last)
+    if problem is not None:
+        field, reason = problem
+        raise fail(
+            "--to is before --from" if reason.startswith("must not") else f"--{field} {reason}"
+        )
     if out.suffix.lower() not in (".html", ".pdf", ".json"):
         raise fail(f"--out {out.name}: the report is written as .html, .pdf or .json")
     settings = checked_settings()
