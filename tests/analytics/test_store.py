@@ -15,7 +15,7 @@ from mispers.analytics.store import AnalyticsStore, DuckDBStore, ParquetStore, o
 from mispers.offline import Recorded, run_episode
 from mispers.offline.synth import synthesize
 from mispers.policy import Policy, load_policy
-from tests.factories import CHILD_DOB, CHILD_NAME, POSTCODE, event
+from testkit.factories import CHILD_DOB, CHILD_NAME, POSTCODE, event
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
