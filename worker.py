@@ -19,8 +19,10 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.alerts import AlertActivities, AlertSink, pager_from_settings, sinks_from_settings
+from activities.analytics import AnalyticsActivities
 from activities.child_record import ChildRecordActivities
 from activities.locations import LocationActivities, LocationsRegister
+from mispers.analytics.store import open_store
 from mispers.config import Settings
 from mispers.engine.client import connect
 from mispers.logs import get_logger
@@ -51,6 +53,7 @@ def build_worker(
     )
     child_records = ChildRecordActivities(client)
     locations = LocationActivities(register)
+    analytics = AnalyticsActivities(open_store(settings.data_dir, settings.analytics))
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -60,6 +63,7 @@ def build_worker(
             alerts.deliver_alerts_once,
             child_records.sync_child_record,
             locations.check_location,
+            analytics.export_episode_record,
         ],
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)

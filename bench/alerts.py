@@ -63,6 +63,7 @@ from mispers.domain.messages import event_key
 from mispers.domain.refusals import EventRefused
 from mispers.domain.state import Alert, EpisodeState
 from mispers.engine.client import connect, get_episode_state
+from mispers.offline import owed_alerts as offline_owed_alerts
 from mispers.policy import PinnedPolicy, Policy, load_policy
 
 # A 503 says "sending again is safe": the ramp sends again with back-off, as a real source
@@ -191,9 +192,15 @@ async def observe_until(
 
 
 def owed_alerts(reports: dict[str, Any], policy: Policy, until: float) -> dict[str, Alert]:
-    """Every alert the episodes owe by `until`: each report applied by the rules at its time."""
-    streams = {episode_id: [(body, _event(body).time)] for episode_id, body in reports.items()}
-    return owed_by_streams(streams, policy, dt.datetime.fromtimestamp(until, dt.UTC))
+    """Every alert the episodes owe by `until` (epoch seconds), derived by the product's offline
+    driver (mispers.offline) from each report body as it was posted."""
+    events = {
+        episode_id: EVENT_ADAPTER.validate_json(
+            json.dumps({k: body[k] for k in ("id", "source", "subject", "time", "type", "data")})
+        )
+        for episode_id, body in reports.items()
+    }
+    return offline_owed_alerts(events, policy, dt.datetime.fromtimestamp(until, dt.UTC))
 
 
 def owed_by_streams(

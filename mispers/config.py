@@ -42,6 +42,8 @@ class Settings:
     # Workflows a worker keeps in memory. A wake or read of one not cached replays its history
     # first (bench/README.md: lateness and read tails at 10,000 open); each costs memory.
     worker_cache: int = 1000
+    # Where analytics records go: unset = a DuckDB file in the data dir; a directory = Parquet.
+    analytics: str | None = None
     # TLS / mTLS / API key towards an external Temporal, checked and read once at start.
     connection: TemporalConnection = field(default_factory=TemporalConnection, repr=False)
     # Who is on duty for each rank (a CSV file); unset = every alert to MISPERS_ALERT_EMAIL_TO.
@@ -146,6 +148,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         worker_metrics_url=_url(env, "MISPERS_WORKER_METRICS_URL"),
         worker_cache=_int(env, "MISPERS_WORKER_CACHE", 1000, lo=0, hi=1_000_000),
+        analytics=env.get("MISPERS_ANALYTICS") or None,
         connection=connection,
         rota=_path(env, "MISPERS_ROTA", must_exist=False),
         pagerduty_routing_key=env.get("MISPERS_PAGERDUTY_ROUTING_KEY") or None,

@@ -32,3 +32,16 @@ def test_history_bench_runs_with_tiny_numbers() -> None:
     assert run["episode"]["status"] == "closed"
     assert run["child_record"]["episodes_in_record"] == 2
     assert {f["name"].split(",")[0] for f in payload["figures"]} >= {"7-day episode"}
+
+
+def test_report_bench_runs_with_tiny_numbers() -> None:
+    from bench import report
+
+    payload = report.main(
+        ["--episodes", "150", "--processes", "1", "--no-pdf", "--no-json", "--export-records", "5"]
+    )
+    result = payload["result"]
+    assert result["episodes"] == result["report_episodes"] == result["rows"]["episodes"] == 150
+    assert result["rows"]["obligations"] > 150
+    names = {f["name"].split(" (")[0] for f in payload["figures"]}
+    assert {"national year into the store", "year's figures and HTML"} <= names

@@ -23,8 +23,10 @@ with workflow.unsafe.imports_passed_through():
         DELIVERY_HEARTBEAT_TIMEOUT,
         AlertActivities,
     )
+    from activities.analytics import AnalyticsActivities, ExportRecordInput
     from activities.child_record import ChildRecordActivities
     from activities.locations import LocationActivities
+    from mispers.analytics.record import episode_record
     from mispers.domain import alert_lifecycle as lifecycle
     from mispers.domain import episode as rules
     from mispers.domain.events import AlertAcknowledged, EventBase
@@ -64,6 +66,10 @@ LOCAL_CHECK_TIMEOUT = timedelta(seconds=10)
 SKIP_UNCHANGED_SYNC = "skip-unchanged-child-sync"
 # ... and queue a child-record sync again when the state changes while one is in flight.
 SYNC_AGAIN_AFTER_IN_FLIGHT = "sync-again-after-in-flight"
+# ... and write the episode's analytics record when it closes.
+ANALYTICS_EXPORT = "analytics-export-on-close"
+# A local write; the DuckDB file may be held by another writer for a while.
+ANALYTICS_EXPORT_TIMEOUT = timedelta(minutes=1)
 # ... and give alerts a lifecycle: acknowledged, re-triggered when an acknowledgement lapses,
 # resolved with their obligation; each step sent to the sinks and kept in the memo for listing.
 ALERT_LIFECYCLE = "alert-lifecycle"
@@ -150,6 +156,8 @@ class MissingChildEpisode:
                 timer, timer_at = None, None
         if timer is not None:
             timer.cancel()
+        if workflow.patched(ANALYTICS_EXPORT):
+            await self._export_record()
         await self._finish_outstanding_work()
         return self._state.summary()
 
@@ -173,6 +181,17 @@ class MissingChildEpisode:
                 },
             )
         return [AlertBatch(batch_id=alerts[0].alert_id, alerts=alerts)]
+
+    async def _export_record(self) -> None:
+        """The PII-free record of the closed episode, keyed by episode and run: built here (so
+        every retry and replay sends the same), written by a local activity (I/O)."""
+        record = episode_record(self._state, workflow.info().run_id, workflow.now())
+        await workflow.execute_local_activity_method(
+            AnalyticsActivities.export_episode_record,
+            ExportRecordInput(record=record),
+            start_to_close_timeout=ANALYTICS_EXPORT_TIMEOUT,
+            retry_policy=IO_RETRY,
+        )
 
     def _transition_batches(self, raised: list[Alert]) -> list[AlertBatch]:
         """One batch per step and person to page, in the order the steps happened."""

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from mispers import __version__
-from mispers.api import alerts, audit, ingest, ops, reads
+from mispers.api import alerts, audit, ingest, ops, reads, reports
 from mispers.api.access import install_access_audit, install_audit
 from mispers.api.auth import load_secret
 from mispers.api.codec_server import codec_router
@@ -45,6 +45,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.add_middleware(LatencyMiddleware)
     app.include_router(ingest.router, tags=["events"])
     app.include_router(reads.router, tags=["reads"])
+    app.include_router(reports.router, tags=["reports"])
     app.include_router(alerts.router, tags=["alerts"])
     app.include_router(ops.router, tags=["operations"])
     app.include_router(audit.router, tags=["audit"])

@@ -37,6 +37,7 @@ class Action(StrEnum):
     READ = "read"
     READ_AUDIT = "read_audit"
     DESCRIBE = "describe"
+    REPORT = "report"
     HANDLE_ALERTS = "handle_alerts"
 
 
@@ -46,6 +47,7 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.READ: frozenset({Role.OFFICER, Role.SUPERVISOR, Role.AUDITOR}),
     # Who looked at what is the auditor's to read, not the people it records.
     Action.READ_AUDIT: frozenset({Role.AUDITOR}),
+    Action.REPORT: frozenset({Role.SUPERVISOR, Role.AUDITOR}),
     # The contract and the counters, no episode data: any authenticated caller (a metrics
     # scraper or an incident source checking the event schemas holds some token).
     Action.DESCRIBE: frozenset(Role),

@@ -97,7 +97,7 @@ class ObligationStatus(StrEnum):
 
     @property
     def is_outstanding(self) -> bool:
-        return self in (ObligationStatus.OPEN, ObligationStatus.OVERDUE)
+        return self is ObligationStatus.OPEN or self is ObligationStatus.OVERDUE
 
 
 class Flag(StrEnum):

@@ -167,6 +167,7 @@ ROLE_MATRIX = {
     Action.READ: {Role.OFFICER, Role.SUPERVISOR, Role.AUDITOR},
     Action.READ_AUDIT: {Role.AUDITOR},
     Action.DESCRIBE: set(Role),
+    Action.REPORT: {Role.SUPERVISOR, Role.AUDITOR},
     Action.HANDLE_ALERTS: {Role.OFFICER, Role.SUPERVISOR},
 }
 

@@ -42,6 +42,7 @@ OPERATIONS = (
     "GET /v1/episodes/{episode_id}",
     "GET /v1/children/{child_ref}",
     "GET /v1/event-types",
+    "GET /v1/reports/compliance",
     "GET /v1/alerts",
     "POST /v1/alerts/{alert_id}/ack",
     "GET /metrics",
