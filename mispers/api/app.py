@@ -14,6 +14,7 @@ from mispers.api.openapi import build_openapi
 from mispers.api.problems import install_handlers
 from mispers.config import Settings
 from mispers.security.codec_server import codec_router
+from mispers.web import mount_web
 
 DESCRIPTION = """\
 CloudEvents in, episode state out. Every endpoint but `/healthz`, `/openapi.json` and `/docs`
@@ -31,16 +32,18 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         title="Mispers",
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # served by mount_web from Mispers' own Swagger UI assets
         redoc_url=None,
         openapi_url="/openapi.json",
     )
-    app.state.mispers = ApiContext(settings, load_secret(settings), client)
+    context = ApiContext(settings, load_secret(settings), client)
+    app.state.mispers = context
     install_handlers(app)
     app.add_middleware(LatencyMiddleware)
     app.include_router(ingest.router, tags=["events"])
     app.include_router(reads.router, tags=["reads"])
     app.include_router(ops.router, tags=["operations"])
     app.include_router(codec_router(settings))  # /codec/encode|decode (issue 7)
+    mount_web(app, context)  # the dashboard at /ui, and /docs
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

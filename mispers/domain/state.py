@@ -195,6 +195,7 @@ class EpisodeState(StateModel):
             child_ref=self.child_ref,
             overdue_count=self.overdue_count,
             next_deadline=self.next_deadline,
+            flags=list(self.flags),
         )
 
 
@@ -205,3 +206,4 @@ class EpisodeSummary(StateModel):
     child_ref: str | None
     overdue_count: int
     next_deadline: dt.datetime | None
+    flags: list[str] = Field(default_factory=list)

@@ -1,0 +1,82 @@
+"""Words and orderings the pages show: pure functions of the state, so they are unit-tested."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from mispers.domain.state import Alert, EpisodeSummary
+from mispers.domain.types import Rank, RiskLevel
+
+RISK_LABELS = {
+    RiskLevel.HIGH: "High",
+    RiskLevel.MEDIUM: "Medium",
+    RiskLevel.LOW: "Low",
+    RiskLevel.VERY_LOW: "Very low",
+}
+# GOV.UK tag colours (text and background meet WCAG AA contrast in GOV.UK Frontend).
+RISK_TAGS = {
+    RiskLevel.HIGH: "govuk-tag--red",
+    RiskLevel.MEDIUM: "govuk-tag--orange",
+    RiskLevel.LOW: "govuk-tag--blue",
+    RiskLevel.VERY_LOW: "govuk-tag--grey",
+}
+FLAG_LABELS = {
+    "repeat": "Repeat",
+    "cse": "CSE",
+    "cce": "CCE",
+    "location_of_concern": "Location of concern",
+    "repeat_location": "Repeat location",
+    "looked_after": "Looked after",
+    "crime_disclosed": "Crime disclosed",
+    "person_of_concern": "Person of concern",
+}
+
+
+def humanise(value: str) -> str:
+    return value.replace("_", " ").replace(".", " ").capitalize()
+
+
+def countdown(deadline: dt.datetime | None, now: dt.datetime) -> str:
+    """'in 1 h 5 min', 'overdue by 3 min', 'none'; minutes are the finest grain shown."""
+    if deadline is None:
+        return "none"
+    seconds = int((deadline - now).total_seconds())
+    late = seconds < 0
+    text = duration(abs(seconds))
+    return f"overdue by {text}" if late else f"in {text}"
+
+
+def duration(seconds: int) -> str:
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min"
+    return f"{secs} s"
+
+
+def by_urgency(episodes: Iterable[EpisodeSummary]) -> list[EpisodeSummary]:
+    """Overdue first (most overdue obligations first, then higher risk), then by next deadline;
+    an episode with no deadline last."""
+    far = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+    def key(e: EpisodeSummary) -> tuple[int, int, int, dt.datetime]:
+        severity = e.risk_level.severity if e.risk_level else -1
+        return (0 if e.overdue_count else 1, -e.overdue_count, -severity, e.next_deadline or far)
+
+    return sorted(episodes, key=key)
+
+
+def alert_state(alert: Alert) -> str:
+    return "acknowledged" if alert.acknowledged_at or alert.acknowledged_by else "triggered"
+
+
+def alerts_for_rank(alerts: Iterable[Alert], rank: Rank | None) -> list[Alert]:
+    """Newest first; all ranks when `rank` is None."""
+    chosen = [a for a in alerts if rank is None or a.rank is rank]
+    return sorted(chosen, key=lambda a: a.raised_at, reverse=True)
