@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from mispers.domain.state import Alert, EpisodeSummary
 from mispers.domain.types import Rank, RiskLevel
@@ -35,6 +35,13 @@ FLAG_LABELS = {
 
 def humanise(value: str) -> str:
     return value.replace("_", " ").replace(".", " ").capitalize()
+
+
+def items_of(choices: Mapping[str, str] | Iterable[str]) -> list[dict[str, str]]:
+    """GOV.UK radios/select items from {value: label}, or from values (labels humanised)."""
+    if isinstance(choices, Mapping):
+        return [{"value": k, "text": v} for k, v in choices.items()]
+    return [{"value": k, "text": humanise(k)} for k in choices]
 
 
 def countdown(deadline: dt.datetime | None, now: dt.datetime) -> str:
