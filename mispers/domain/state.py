@@ -206,4 +206,6 @@ class EpisodeSummary(StateModel):
     child_ref: str | None
     overdue_count: int
     next_deadline: dt.datetime | None
-    flags: list[str] = Field(default_factory=list)
+    # Read from the visibility index for the dashboard's list; kept out of the API's JSON so the
+    # list's documented shape does not change.
+    flags: list[str] = Field(default_factory=list, exclude=True)

@@ -246,7 +246,9 @@ def episodes_query(
         if not re.fullmatch(REF_PATTERN, child_ref):
             raise ValueError("child_ref must match " + REF_PATTERN)
         clauses.append(f"{sa.CHILD_REF.name} = '{child_ref}'")
-    if flag is not None:
+    if flag is Flag.LOOKED_AFTER:  # its own attribute, not one of the episode's flags
+        clauses.append(f"{sa.LOOKED_AFTER.name} = true")
+    elif flag is not None:
         clauses.append(f"{sa.EPISODE_FLAGS.name} = '{Flag(flag).value}'")
     if open_only and status is None:
         # Not yet upserted counts as open: a new episode is missing until its first task runs.
@@ -282,7 +284,12 @@ def _summary_from_visibility(execution: WorkflowExecution) -> EpisodeSummary:
         child_ref=attrs.get(sa.CHILD_REF),
         overdue_count=attrs.get(sa.OVERDUE_COUNT) or 0,
         next_deadline=attrs.get(sa.NEXT_DEADLINE),
-        flags=sorted(attrs.get(sa.EPISODE_FLAGS) or ()),
+        flags=sorted(
+            [
+                *(attrs.get(sa.EPISODE_FLAGS) or ()),
+                *(["looked_after"] if attrs.get(sa.LOOKED_AFTER) else []),
+            ]
+        ),
     )
 
 

@@ -68,13 +68,15 @@ def duration(seconds: int) -> str:
 
 
 def by_urgency(episodes: Iterable[EpisodeSummary]) -> list[EpisodeSummary]:
-    """Overdue first (most overdue obligations first, then higher risk), then by next deadline;
-    an episode with no deadline last."""
+    """Overdue first (higher risk first, then the most overdue obligations), then the rest by
+    next deadline; an episode with no deadline last."""
     far = dt.datetime.max.replace(tzinfo=dt.UTC)
 
     def key(e: EpisodeSummary) -> tuple[int, int, int, dt.datetime]:
+        if not e.overdue_count:
+            return (1, 0, 0, e.next_deadline or far)
         severity = e.risk_level.severity if e.risk_level else -1
-        return (0 if e.overdue_count else 1, -e.overdue_count, -severity, e.next_deadline or far)
+        return (0, -severity, -e.overdue_count, e.next_deadline or far)
 
     return sorted(episodes, key=key)
 

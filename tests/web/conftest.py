@@ -20,7 +20,11 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from mispers.api.auth import load_secret
 from mispers.domain.types import Rank, Role
 from mispers.web.tickets import mint_ticket
-from tests.api.conftest import Stack, stack  # noqa: F401  (the running stack, reused)
+from tests.api.conftest import (  # noqa: F401  (the API tests' fixtures, reused)
+    Stack,
+    offline_settings,
+    stack,
+)
 from tests.conftest import repo_root
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Page
+from playwright.async_api import Page, Route
 
 from mispers.domain.types import Rank, Role
 from mispers.web.tickets import mint_ticket
 from tests.api.conftest import Stack, unique
 from tests.api.e2e import accepted, event, now, report, state
 from tests.conftest import eventually
-from tests.web.conftest import Browsers
+from tests.web.conftest import ARTEFACTS, Browsers
 
 pytestmark = pytest.mark.integration
 
@@ -214,6 +215,18 @@ async def test_officer_sees_no_approval_form(
     )
     assert answer.status == 403
     assert "supervisor decision" in await answer.text()
+    # A form sent twice (a double click, the back button) records its event once.
+    enquiry = {
+        "csrf_token": csrf or "",
+        "event_id": await page.get_attribute("#enquiry input[name=event_id]", "value") or "",
+        "kind": "home_search",
+        "outcome": "Not at home",
+    }
+    url = f"{stack.drill_url}/ui/episodes/{episode_id}/enquiry"
+    assert "done=enquiry" in (await page.request.post(url, form=enquiry)).url
+    assert "done=duplicate" in (await page.request.post(url, form=enquiry)).url
+    recorded = await state(drill, stack, episode_id)
+    assert sum(t["type"] == "mispers.enquiry.recorded" for t in recorded["timeline"]) == 1
     # And a post without the session's CSRF token changes nothing.
     forged = await page.request.post(
         f"{stack.drill_url}/ui/episodes/{episode_id}/enquiry",
@@ -281,3 +294,26 @@ async def test_small_screens_zoom_and_keyboard(
         pytest.fail("the episode's link cannot be reached with Tab")
     await page.keyboard.press("Enter")
     await page.wait_for_url(f"**{target}")
+
+
+async def test_api_docs_render_with_nothing_from_outside(browsers: Browsers, stack: Stack) -> None:
+    """/docs on a closed network: Swagger UI from Mispers' own assets, no request elsewhere."""
+    visit = await browsers.visit(stack.url)
+    outside: list[str] = []
+
+    async def only_here(route: Route) -> None:
+        host = urlsplit(route.request.url).hostname
+        if host in ("127.0.0.1", "localhost"):
+            await route.continue_()
+        else:
+            outside.append(route.request.url)
+            await route.abort()
+
+    await visit.context.route("**/*", only_here)
+    await visit.goto("/docs")
+    title = visit.page.locator(".swagger-ui .info .title")
+    await title.wait_for()
+    assert "Mispers" in await title.inner_text()
+    assert await visit.page.locator(".opblock").count() > 5  # the operations are listed
+    assert outside == []
+    await visit.page.screenshot(path=str(ARTEFACTS / "api-docs.png"))
