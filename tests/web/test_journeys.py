@@ -216,7 +216,7 @@ async def test_officer_sees_no_approval_form(
     assert answer.status == 403
     assert "supervisor decision" in await answer.text()
     # A form sent twice (a double click, the back button) records its event once.
-    enquiry = {
+    enquiry: dict[str, str | float | bool] = {
         "csrf_token": csrf or "",
         "event_id": await page.get_attribute("#enquiry input[name=event_id]", "value") or "",
         "kind": "home_search",
