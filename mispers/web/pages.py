@@ -204,6 +204,7 @@ async def alerts_page(
     request: Request,
     user: Reader,
     rank: Annotated[str | None, Query(max_length=20)] = None,
+    acknowledged: Annotated[str | None, Query(max_length=5)] = None,
 ) -> HTMLResponse:
     """Alerts raised to my rank (or any rank), newest first, from the open episodes' states."""
     from mispers.domain.types import Rank
@@ -233,6 +234,7 @@ async def alerts_page(
         alert_state=views.alert_state,
         rank=chosen.value if chosen else "all",
         form_token=form_token(),
+        acknowledged=bool(acknowledged),
     )
 
 

@@ -79,7 +79,10 @@ async def test_forged_and_reused_tickets_are_refused(
     ticket = mint_ticket(secret, Role.SUPERVISOR, "SGT-ONCE")
     first = await browsers.visit(stack.drill_url)
     await first.goto(f"/ui/signin?ticket={ticket}")
+    await first.check("signin-ticket")
     await first.page.click("#sign-in")
+    await first.page.wait_for_url("**/ui/purpose**")
+    await first.check("purpose")
     await first.give_purpose()
     second = await browsers.visit(stack.drill_url)
     await second.goto(f"/ui/signin?ticket={ticket}")
@@ -118,6 +121,18 @@ async def test_supervisor_journey(
     assert int(await page.inner_text("#count-overdue")) >= 1
     assert int(await page.inner_text("#count-high")) >= 1
     await visit.check("episodes")
+    # The page's script runs under the CSP: GOV.UK Frontend starts, the countdowns tick.
+    assert await page.evaluate("document.body.classList.contains('govuk-frontend-supported')")
+    countdown = page.locator("[data-deadline]").first
+    before = await countdown.inner_text()
+    await page.wait_for_function(
+        "([el, text]) => el.textContent !== text", arg=[await countdown.element_handle(), before]
+    )
+
+    # "Alerts for my rank": the episode has alerts raised to sergeants.
+    await visit.goto("/ui/episodes?mine=yes")
+    assert await page.locator(f"tr[data-episode='{episode_id}']").count() == 1
+    await visit.goto("/ui/episodes")
 
     # Open it.
     await page.click(f"tr[data-episode='{episode_id}'] a[href='/ui/episodes/{episode_id}']")
@@ -195,6 +210,19 @@ async def test_supervisor_journey(
     await visit.goto("/ui/alerts?rank=all")
     await visit.check("alerts")
 
+    # Acknowledge from the alerts page, on another open episode's alert.
+    other, _ = await overdue_episode(drill, stack)
+    await visit.goto("/ui/alerts")
+    row = page.locator(f"#alerts-table tr:has(a[href='/ui/episodes/{other}'])").first
+    alert = await row.get_attribute("data-alert")
+    await row.locator("button").click()
+    await page.wait_for_selector("#done-banner")
+    await visit.goto("/ui/alerts?rank=all")
+    assert (
+        await page.get_attribute(f"tr[data-alert='{alert}'] [data-alert-state]", "data-alert-state")
+        == "acknowledged"
+    )
+
 
 async def test_officer_sees_no_approval_form(
     browsers: Browsers, stack: Stack, secret: bytes, drill: httpx.AsyncClient
@@ -252,6 +280,7 @@ async def test_auditor_reads_who_consulted(
     assert await auditor.page.locator("form[method=post]").count() == 1  # sign-out only
     await sergeant.goto("/ui/audit")
     assert await sergeant.page.locator("h1").inner_text() == "The token's role may not do this"
+    await sergeant.check("error-403")
 
 
 async def test_small_screens_zoom_and_keyboard(
