@@ -346,3 +346,24 @@ async def test_api_docs_render_with_nothing_from_outside(browsers: Browsers, sta
     assert await visit.page.locator(".opblock").count() > 5  # the operations are listed
     assert outside == []
     await visit.page.screenshot(path=str(ARTEFACTS / "api-docs.png"))
+
+
+async def test_everything_works_without_javascript(
+    browsers: Browsers, stack: Stack, secret: bytes, drill: httpx.AsyncClient
+) -> None:
+    episode_id, _ = await overdue_episode(drill, stack)
+    visit = await browsers.visit(stack.drill_url, java_script_enabled=False)
+    await visit.sign_in_with_ticket(secret, Role.OFFICER, "PC-NOJS")
+    page = visit.page
+    assert await page.locator("body.js-enabled").count() == 0
+    await page.select_option("#filter-risk", "high")
+    await page.click("#apply-filters")
+    assert "risk=high" in page.url
+    await visit.goto(f"/ui/episodes/{episode_id}")
+    assert await page.inner_text(row_status(MISSING_CONTACT)) == "Overdue"
+    await page.select_option("#enquiry-kind", "home_search")
+    await page.fill("#enquiry-outcome", "Not at home")
+    await page.click("#record-enquiry")
+    await page.wait_for_selector("#done-banner")
+    assert "Enquiry recorded" in await page.inner_text("#done-banner")
+    assert "Enquiry recorded" in await page.inner_text("#timeline-table")
