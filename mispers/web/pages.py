@@ -19,16 +19,20 @@ from mispers.domain.events import REF_PATTERN
 from mispers.domain.state import Alert, EpisodeState, EpisodeSummary
 from mispers.domain.types import EpisodeStatus, Flag, RiskLevel
 from mispers.engine.client import count_episodes, episodes_query, get_episode_state
+from mispers.logs import get_logger
 from mispers.security.audit import JsonlAuditSink, audit_path
 from mispers.web import views
 from mispers.web.guard import auditor, reader
 from mispers.web.identity import UiUser, audit_read
 
 router = APIRouter()
+log = get_logger("mispers.web")
 Reader = Annotated[UiUser, Depends(reader)]
 PAGE_SIZE = 50
-# "Alerts for my rank" reads each listed episode's state; bounded so a page stays quick.
-ALERT_SCAN = 200
+# Alerts are not in the visibility index: the alerts page and the "alerts for my rank" filter
+# read the state of each listed episode, so they look at the most recent ones only (newest
+# first, as the index lists them) to keep a page quick.
+ALERT_SCAN = 100
 
 
 def render(
@@ -60,6 +64,8 @@ async def open_counts(request: Request) -> dict[str, int]:
 
 
 async def states_of(request: Request, ids: list[str]) -> dict[str, EpisodeState]:
+    """The states the engine answered for; an episode it could not answer for is left out
+    (the page says how many)."""
     client = await _context(request).client()
     slots = asyncio.Semaphore(16)
 
@@ -68,6 +74,11 @@ async def states_of(request: Request, ids: list[str]) -> dict[str, EpisodeState]
             try:
                 return await get_episode_state(client, episode_id)
             except (RPCError, WorkflowQueryFailedError):
+                return None
+            except Exception as exc:  # one unreadable episode (e.g. a key not in our ring)
+                log.warning(
+                    "episode state unreadable", episode_id=episode_id, error_type=type(exc).__name__
+                )
                 return None
 
     found = await asyncio.gather(*(one(i) for i in ids))
@@ -97,6 +108,8 @@ async def episodes_page(
     chosen_flag = _choice(flag, Flag)
     late = {"yes": True, "no": False}.get(overdue or "")
     only_mine = mine == "yes"
+    if only_mine:
+        late = True  # an alert is raised for a missed deadline: look at overdue episodes only
     counts = await open_counts(request)
     page = await reads.list_episodes_endpoint(
         request,
@@ -107,13 +120,15 @@ async def episodes_page(
         child_ref=None,
         flag=chosen_flag,
         open=status != "all" and chosen_status is None,
-        page_size=ALERT_SCAN if only_mine else PAGE_SIZE,
+        page_size=PAGE_SIZE,
         page_token=page_token,
     )
     rows: list[EpisodeSummary] = page.episodes
     alerts: dict[str, list[Alert]] = {}
+    unread = 0
     if only_mine:
         states = await states_of(request, [e.episode_id for e in rows])
+        unread = len(rows) - len(states)
         for episode_id, state in states.items():
             mine_open = [
                 a
@@ -127,7 +142,7 @@ async def episodes_page(
     filters = {
         "risk": level.value if level else "",
         "status": status if status == "all" else (chosen_status.value if chosen_status else ""),
-        "overdue": overdue if late is not None else "",
+        "overdue": overdue if overdue in ("yes", "no") else "",
         "flag": chosen_flag.value if chosen_flag else "",
         "mine": "yes" if only_mine else "",
     }
@@ -140,6 +155,7 @@ async def episodes_page(
         alerts=alerts,
         filters=filters,
         next_page_token=page.next_page_token,
+        unread=unread,
         query_without_page={k: v for k, v in filters.items() if v},
     )
 
@@ -224,6 +240,7 @@ async def alerts_page(
         page_token=None,
     )
     states = await states_of(request, [e.episode_id for e in page.episodes])
+    unread = len(page.episodes) - len(states)
     alerts = views.alerts_for_rank((a for s in states.values() for a in s.alerts), chosen)
     await audit_read(request, user, "list_episodes")
     return render(
@@ -233,6 +250,7 @@ async def alerts_page(
         alerts=alerts,
         alert_state=views.alert_state,
         rank=chosen.value if chosen else "all",
+        unread=unread,
         form_token=form_token(),
         acknowledged=bool(acknowledged),
     )

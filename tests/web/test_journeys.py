@@ -123,15 +123,17 @@ async def test_supervisor_journey(
     await visit.check("episodes")
     # The page's script runs under the CSP: GOV.UK Frontend starts, the countdowns tick.
     assert await page.evaluate("document.body.classList.contains('govuk-frontend-supported')")
-    countdown = page.locator("[data-deadline]").first
-    before = await countdown.inner_text()
-    await page.wait_for_function(
-        "([el, text]) => el.textContent !== text", arg=[await countdown.element_handle(), before]
-    )
+    countdown = await page.locator("[data-deadline]").first.element_handle()
+    await countdown.evaluate("el => { el.textContent = 'not ticking' }")
+    await page.wait_for_function("el => el.textContent !== 'not ticking'", arg=countdown)
+    assert re.fullmatch(r"(in|overdue by) \d+ .+", await countdown.inner_text())
 
     # "Alerts for my rank": the episode has alerts raised to sergeants.
-    await visit.goto("/ui/episodes?mine=yes")
-    assert await page.locator(f"tr[data-episode='{episode_id}']").count() == 1
+    async def mine() -> int:
+        await visit.goto("/ui/episodes?mine=yes")
+        return await page.locator(f"tr[data-episode='{episode_id}']").count()
+
+    await eventually(mine, lambda count: count == 1, within=30, interval=0.5)
     await visit.goto("/ui/episodes")
 
     # Open it.
