@@ -82,7 +82,8 @@ def by_urgency(episodes: Iterable[EpisodeSummary]) -> list[EpisodeSummary]:
 
 
 def alert_state(alert: Alert) -> str:
-    return "acknowledged" if alert.acknowledged_at or alert.acknowledged_by else "triggered"
+    """`triggered`, `acknowledged` or `resolved` (the alert's lifecycle)."""
+    return alert.state.value
 
 
 def alerts_for_rank(alerts: Iterable[Alert], rank: Rank | None) -> list[Alert]:

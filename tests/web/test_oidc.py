@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from testkit.receivers import free_port
 from tests.api.conftest import Stack, running_api
 from tests.conftest import eventually
-from tests.receivers import free_port
 from tests.web.conftest import NODE_DIR, Browsers, Visit, node_modules
 
 pytestmark = pytest.mark.integration

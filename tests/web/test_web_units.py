@@ -14,7 +14,7 @@ from mispers.api import create_app
 from mispers.api.auth import load_secret
 from mispers.config import ConfigError, Settings
 from mispers.domain.state import Alert, EpisodeSummary
-from mispers.domain.types import EpisodeStatus, ObligationKind, Rank, RiskLevel, Role
+from mispers.domain.types import AlertState, EpisodeStatus, ObligationKind, Rank, RiskLevel, Role
 from mispers.web import views
 from mispers.web.config import web_settings
 from mispers.web.identity import user_for
@@ -138,7 +138,7 @@ def test_alerts_for_my_rank_newest_first() -> None:
         return Alert(
             alert_id=alert_id, episode_id="EP", obligation_id="o", kind=ObligationKind.RISK_REVIEW,
             due_at=at, escalation_level=1, rank=rank, raised_at=at, scheduled_at=at,
-            acknowledged_by=by,
+            acknowledged_by=by, state=AlertState.ACKNOWLEDGED if by else AlertState.TRIGGERED,
         )  # fmt: skip
 
     alerts = [
