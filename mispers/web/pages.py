@@ -33,6 +33,8 @@ PAGE_SIZE = 50
 # read the state of each listed episode, so they look at the most recent ones only (newest
 # first, as the index lists them) to keep a page quick.
 ALERT_SCAN = 100
+# How long those reads may take together; an episode not answered by then is left out.
+STATE_READ_BUDGET = 5.0
 
 
 def render(
@@ -64,8 +66,9 @@ async def open_counts(request: Request) -> dict[str, int]:
 
 
 async def states_of(request: Request, ids: list[str]) -> dict[str, EpisodeState]:
-    """The states the engine answered for; an episode it could not answer for is left out
-    (the page says how many)."""
+    """The states the engine answered for within STATE_READ_BUDGET; an episode it could not
+    answer for (no worker polling its queue, a key not in our ring) is left out and the page
+    says how many."""
     client = await _context(request).client()
     slots = asyncio.Semaphore(16)
 
@@ -75,13 +78,19 @@ async def states_of(request: Request, ids: list[str]) -> dict[str, EpisodeState]
                 return await get_episode_state(client, episode_id)
             except (RPCError, WorkflowQueryFailedError):
                 return None
-            except Exception as exc:  # one unreadable episode (e.g. a key not in our ring)
+            except Exception as exc:  # one unreadable episode must not fail the page
                 log.warning(
                     "episode state unreadable", episode_id=episode_id, error_type=type(exc).__name__
                 )
                 return None
 
-    found = await asyncio.gather(*(one(i) for i in ids))
+    tasks = [asyncio.create_task(one(i)) for i in ids]
+    if not tasks:
+        return {}
+    done, pending = await asyncio.wait(tasks, timeout=STATE_READ_BUDGET)
+    for task in pending:
+        task.cancel()
+    found = [t.result() for t in done]
     return {s.episode_id: s for s in found if s is not None}
 
 
