@@ -103,7 +103,7 @@ class Driver:
                 "subject": episode_id,
                 "time": now.isoformat(),
                 "data": data,
-                "actor": {"subject": "bench", "role": "supervisor"},
+                "actor": {"subject": "bench", "role": "supervisor", "rank": "superintendent"},
             }
         )
         self.sent += 1

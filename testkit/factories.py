@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from mispers.domain.events import AnyEvent, EventBase
+from mispers.domain.events import Actor, AnyEvent, EventBase
+from mispers.domain.types import Rank, Role
 
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)
 _ids = itertools.count(1)
@@ -131,15 +132,23 @@ def envelope(
     }
 
 
+# The token the API would have verified: a superintendent supervisor may post every event, so
+# tests of other rules are not refused for authority (tests of authority pass their own).
+TEST_ACTOR = Actor(subject="SUPT-1", role=Role.SUPERVISOR, rank=Rank.SUPERINTENDENT)
+
+
 def event(
     kind: str,
     episode_id: str,
     time: dt.datetime | str,
     data: dict[str, Any] | None = None,
+    *,
+    actor: Actor | None = TEST_ACTOR,
     **kwargs: Any,
 ) -> EventBase:
-    """The validated domain event (what the API hands to the engine)."""
+    """The validated domain event (what the API hands to the engine), carrying its sender."""
     body = envelope(kind, episode_id, time, data, **kwargs)
     body.pop("specversion")
+    body["actor"] = actor
     parsed: EventBase = _ADAPTER.validate_python(body)
     return parsed

@@ -5,8 +5,12 @@ API come up, the demo curl it prints reports an episode that `mispers episodes s
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import json
 import os
 import signal
+import stat
 import sys
 from pathlib import Path
 
@@ -29,6 +33,28 @@ async def read_until(stream: asyncio.StreamReader, marker: str, seen: list[str])
         seen.append(line)
         if marker in line:
             return line
+
+
+def payloads_text(history_json: str) -> str:
+    """Every payload's metadata and data in a `temporal workflow show -o json` output, decoded
+    from base64 (the CLI prints payload bytes that way)."""
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "data" in node and isinstance(node.get("metadata"), dict):
+                for value in [node["data"], *node["metadata"].values()]:
+                    if isinstance(value, str):
+                        with contextlib.suppress(ValueError):
+                            found.append(base64.b64decode(value).decode(errors="replace"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(history_json))
+    return "\n".join(found)
 
 
 async def test_dev_starts_everything_runs_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
@@ -77,7 +103,9 @@ async def test_dev_starts_everything_runs_the_demo_and_stops_cleanly(tmp_path: P
 
         code, answer = await run_command("bash", "-c", curl, env=env)
         assert code == 0 and '"status":"accepted"' in answer, answer
-        assert (tmp_path / "data" / "keys.json").exists()  # the ring was made on first start
+        ring = tmp_path / "data" / "keys.json"
+        assert ring.exists()  # the ring was made on first start
+        assert stat.S_IMODE(ring.stat().st_mode) == 0o600
 
         code, shown = await run_command(
             sys.executable, "-m", "mispers", "episodes", "show", "DEMO-1", env=env
@@ -99,6 +127,36 @@ async def test_dev_starts_everything_runs_the_demo_and_stops_cleanly(tmp_path: P
             )[1]
 
         await eventually(listed, lambda out: "episode-DEMO-1" in out, within=30)
+
+        # The history through the Temporal CLI, as the README shows it: ciphertext without the
+        # codec server, the events with it (a supervisor's token), and the decode is audited.
+        code, supervisor = await run_command(
+            sys.executable, "-m", "mispers", "token", "--role", "supervisor",
+            "--subject", "insp-1", "--rank", "inspector", env=env,
+        )  # fmt: skip
+        assert code == 0, supervisor
+        show = [
+            str(venv_binary("temporal")), "workflow", "show", "-w", "episode-DEMO-1",
+            "--address", f"127.0.0.1:{temporal_port}", "--output", "json",
+        ]  # fmt: skip
+        code, sealed = await run_command(*show, env=env)
+        assert code == 0, sealed
+        assert "binary/encrypted" in payloads_text(sealed)
+        assert "last_seen_at" not in payloads_text(sealed)  # the report's fields, sealed
+        code, opened = await run_command(
+            *show,
+            "--codec-endpoint", f"http://127.0.0.1:{http_port}/codec",
+            "--codec-auth", f"Bearer {supervisor.strip()}",
+            env=env,
+        )  # fmt: skip
+        assert code == 0 and "last_seen_at" in payloads_text(opened), opened
+        code, audit = await run_command(
+            sys.executable, "-m", "mispers", "audit", "--subject", "insp-1", "--json", env=env
+        )
+        assert code == 0, audit
+        decodes = [json.loads(line) for line in audit.splitlines() if '"decode_payloads"' in line]
+        assert decodes and "DEMO-1" in decodes[0]["target"]["episode_ids"]
+        assert decodes[0]["who"] == {"subject": "insp-1", "role": "supervisor", "rank": "inspector"}
 
         # The missed deadline's alert is raised in the worker process; the API's /metrics
         # relays the worker's counter, so one scrape shows it.

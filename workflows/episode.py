@@ -69,6 +69,8 @@ ALERTS_MEMO = "alerts"
 # (older levels are superseded by the newer ones) and the latest resolved alerts.
 MEMO_UNRESOLVED_PER_OBLIGATION = 5
 MEMO_RESOLVED_KEPT = 50
+# ... and judge the sender's authority (token role and rank) in the handler as in the validator.
+AUTHORITY_FROM_TOKEN = "authority-from-token"
 # One round over the sinks, each with its own 10 s timeout.
 ALERT_ROUND_TIMEOUT = timedelta(seconds=30)
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
@@ -235,7 +237,13 @@ class MissingChildEpisode:
             return self._result(event, input.request_id, "duplicate")
         now = workflow.now()
         try:
-            rules.check_event(self._state, event, self._policy, now)
+            rules.check_event(
+                self._state,
+                event,
+                self._policy,
+                now,
+                authority=workflow.patched(AUTHORITY_FROM_TOKEN),
+            )
         except EventRefused as refused:
             raise _refusal_error(refused) from None
         effects = rules.apply_event(self._state, event, self._policy, now)

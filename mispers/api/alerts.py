@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from mispers.api.access import record_access
 from mispers.api.auth import Action
 from mispers.api.context import ApiContext, get_context, require
 from mispers.api.ingest import deliver, read_body
@@ -74,7 +75,7 @@ class AlertList(BaseModel):
 )
 async def list_alerts_endpoint(
     request: Request,
-    _: Handler,
+    actor: Handler,
     state: AlertState | None = None,
     rank: Rank | None = None,
     episode_id: Annotated[str | None, Query(pattern=REF_PATTERN)] = None,
@@ -95,6 +96,19 @@ async def list_alerts_endpoint(
         raise engine_unavailable(f"visibility query failed ({exc.status.name})") from None
     page = alerts[offset : offset + page_size]
     more = offset + page_size < len(alerts)
+    await record_access(
+        request,
+        actor,
+        "list_alerts",
+        episode_ids=[a.episode_id for a in page],
+        detail={
+            "state": state.value if state else None,
+            "rank": rank.value if rank else None,
+            "episode_id": episode_id,
+            "recipient_given": recipient is not None,
+            "returned": len(page),
+        },
+    )
     return AlertList(
         alerts=page,
         next_page_token=_seal_offset(context.secret, offset + page_size) if more else None,
@@ -152,7 +166,20 @@ async def ack_endpoint(
     status = await acknowledge(
         context, episode_id, alert_id, actor, actor.subject, note, API_SOURCE
     )
+    await _audit_ack(request, actor, episode_id, alert_id, status)
     return await _answer(context, episode_id, alert_id, actor.subject, status)
+
+
+async def _audit_ack(
+    request: Request, actor: Actor, episode_id: str, alert_id: str, status: str
+) -> None:
+    await record_access(
+        request,
+        actor,
+        "event_accepted",
+        episode_id=episode_id,
+        detail={"type": "mispers.alert.acknowledged", "alert_id": alert_id, "status": status},
+    )
 
 
 async def find_alert(context: ApiContext, alert_id: str) -> tuple[str, Alert]:
@@ -294,6 +321,7 @@ async def link_acknowledge(request: Request) -> HTMLResponse:
         status = await acknowledge(
             context, episode_id, link.alert_id, actor, link.person_id, None, LINK_SOURCE
         )
+        await _audit_ack(request, actor, episode_id, link.alert_id, status)
         _, alert = await find_alert(context, link.alert_id)
     except ack_links.LinkRefused as refused:
         return _page("Link refused", refused.message, status=403)

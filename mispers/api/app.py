@@ -6,7 +6,8 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from mispers import __version__
-from mispers.api import alerts, ingest, ops, reads
+from mispers.api import alerts, audit, ingest, ops, reads
+from mispers.api.access import install_access_audit, install_audit
 from mispers.api.auth import load_secret
 from mispers.api.codec_server import codec_router
 from mispers.api.context import ApiContext
@@ -21,8 +22,10 @@ CloudEvents in, episode state out. Every endpoint but `/healthz`, `/openapi.json
 needs `Authorization: Bearer <token>` (`mispers token --role ROLE --subject ID`). Roles:
 `system` sends events except supervisor decisions; `officer` sends those and reads;
 `supervisor` does everything, including `mispers.closure.approved` (waivers) and lowering a risk
-grade; `auditor` reads. Errors are `application/problem+json`, naming fields and rules, never
-the values sent."""
+grade; `auditor` reads, and alone reads the access audit (`/v1/audit`). Tokens carry a rank; a
+rank in an event's data above the token's is refused 403. Every read, accepted event and refused
+access is recorded in the access audit; send `X-Mispers-Purpose` (at most 200 characters) to say
+why. Errors are `application/problem+json`, naming fields and rules, never the values sent."""
 
 
 def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
@@ -38,12 +41,15 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     )
     context = ApiContext(settings, load_secret(settings), client)
     app.state.mispers = context
+    install_audit(app, settings)  # a misconfigured audit stops the start, naming the variable
     install_handlers(app)
+    install_access_audit(app)
     app.add_middleware(LatencyMiddleware)
     app.include_router(ingest.router, tags=["events"])
     app.include_router(reads.router, tags=["reads"])
     app.include_router(alerts.router, tags=["alerts"])
     app.include_router(ops.router, tags=["operations"])
+    app.include_router(audit.router, tags=["audit"])
     app.include_router(codec_router(settings))  # /codec/encode|decode for the Web UI and CLI
     mount_web(app, context)  # the dashboard at /ui, and /docs
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

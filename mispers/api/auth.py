@@ -20,8 +20,9 @@ from pydantic import ValidationError
 
 from mispers.api.problems import forbidden, unauthorized
 from mispers.config import Settings
-from mispers.domain.events import SUPERVISOR_ONLY_TYPES, Actor
-from mispers.domain.types import RiskLevel, Role
+from mispers.domain.authority import RankError, token_rank
+from mispers.domain.events import Actor
+from mispers.domain.types import Rank, Role
 
 ALGORITHM = "HS256"
 ISSUER = "mispers"
@@ -34,6 +35,7 @@ _MIN_SECRET_BYTES = 32
 class Action(StrEnum):
     SEND_EVENTS = "send_events"
     READ = "read"
+    READ_AUDIT = "read_audit"
     DESCRIBE = "describe"
     HANDLE_ALERTS = "handle_alerts"
 
@@ -42,6 +44,8 @@ class Action(StrEnum):
 PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.SEND_EVENTS: frozenset({Role.SYSTEM, Role.OFFICER, Role.SUPERVISOR}),
     Action.READ: frozenset({Role.OFFICER, Role.SUPERVISOR, Role.AUDITOR}),
+    # Who looked at what is the auditor's to read, not the people it records.
+    Action.READ_AUDIT: frozenset({Role.AUDITOR}),
     # The contract and the counters, no episode data: any authenticated caller (a metrics
     # scraper or an incident source checking the event schemas holds some token).
     Action.DESCRIBE: frozenset(Role),
@@ -106,8 +110,12 @@ def mint_token(
     subject: str,
     ttl: dt.timedelta | None = DEFAULT_TTL,
     now: dt.datetime | None = None,
+    rank: Rank | None = None,
 ) -> str:
-    actor = Actor(subject=subject, role=role)  # the same rules a verified token must meet
+    """A signed token; `rank` defaults by role (officer: officer, supervisor: sergeant) and is
+    absent for `system` and `auditor` (RankError if given for them)."""
+    # The same rules a verified token must meet.
+    actor = Actor(subject=subject, role=role, rank=token_rank(role, rank))
     issued = now or dt.datetime.now(dt.UTC)
     claims: dict[str, object] = {
         "sub": actor.subject,
@@ -115,6 +123,8 @@ def mint_token(
         "iss": ISSUER,
         "iat": int(issued.timestamp()),
     }
+    if actor.rank is not None:
+        claims["rank"] = actor.rank.value
     if ttl is not None:
         claims["exp"] = int((issued + ttl).timestamp())
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
@@ -141,12 +151,19 @@ def verify_token(secret: bytes, token: str) -> Actor:
     if claims.get("iss", ISSUER) != ISSUER:
         raise unauthorized("the token was issued for another service")
     try:
-        return Actor(subject=claims["sub"], role=claims["role"])
+        actor = Actor(subject=claims["sub"], role=claims["role"], rank=claims.get("rank"))
     except ValidationError:
         roles = ", ".join(r.value for r in Role)
+        ranks = ", ".join(r.value for r in Rank)
         raise unauthorized(
-            f"the token's role must be one of {roles}, with a short subject"
+            f"the token's role must be one of {roles}, its rank (if any) one of {ranks}, "
+            "with a short subject"
         ) from None
+    try:
+        # A token minted before ranks carries its role's default rank.
+        return actor.model_copy(update={"rank": token_rank(actor.role, actor.rank)})
+    except RankError as exc:
+        raise unauthorized(f"the token's rank does not fit its role: {exc}") from None
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -165,24 +182,6 @@ def authorize(actor: Actor, action: Action) -> None:
         raise forbidden(f"role '{actor.role.value}' may not {action.value}; allowed: {roles}")
 
 
-def authorize_event_type(actor: Actor, event_type: str) -> None:
-    """Supervisor decisions (closure approval, hence waivers) need the supervisor role."""
-    if event_type in SUPERVISOR_ONLY_TYPES and actor.role is not Role.SUPERVISOR:
-        raise forbidden(
-            f"{event_type} is a supervisor decision; role '{actor.role.value}' may not send it",
-            required_role=Role.SUPERVISOR.value,
-        )
-
-
-def authorize_risk_change(actor: Actor, current: RiskLevel | None, new: RiskLevel) -> None:
-    """A downgrade needs a supervisor; raising risk never waits for one (it only adds safety)."""
-    if current is not None and new < current and actor.role is not Role.SUPERVISOR:
-        raise forbidden(
-            f"lowering the risk from {current.value} to {new.value} needs the supervisor role",
-            required_role=Role.SUPERVISOR.value,
-        )
-
-
 def authorize_ack_by(actor: Actor, by: str) -> None:
     """An acknowledgement is a person's promise: only they may make it (an incident source,
     `system`, relays acknowledgements made elsewhere)."""
@@ -193,21 +192,14 @@ def authorize_ack_by(actor: Actor, by: str) -> None:
         )
 
 
-def needs_risk_check(actor: Actor, event_type: str) -> bool:
-    return event_type == "mispers.risk.assessed" and actor.role is not Role.SUPERVISOR
-
-
 __all__ = [
     "PERMISSIONS",
     "Action",
     "SecretError",
     "authorize",
     "authorize_ack_by",
-    "authorize_event_type",
-    "authorize_risk_change",
     "bearer_token",
     "load_secret",
     "mint_token",
-    "needs_risk_check",
     "verify_token",
 ]

@@ -29,6 +29,7 @@ another origin cannot make a cookie-bearing "simple" request either.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -41,6 +42,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
+from mispers.api.access import app_audit_sink, record_access
 from mispers.api.auth import bearer_token, verify_token
 from mispers.api.context import get_context
 from mispers.api.problems import ProblemError, forbidden, problem, problem_response, unauthorized
@@ -48,7 +50,7 @@ from mispers.config import Settings
 from mispers.domain.events import REF_PATTERN, Actor
 from mispers.domain.types import Role
 from mispers.logs import get_logger
-from mispers.security.audit import AuditRecord, AuditSink, app_audit_sink
+from mispers.security.audit import AuditSink, AuditUnavailable
 from mispers.security.codec import CodecError, EncryptionCodec, key_id_of
 from mispers.security.keyring import KeyRing, KeyRingError, open_ring
 
@@ -180,6 +182,7 @@ async def _handle(
 ) -> Response:
     origin = request.headers.get("origin")
     cors = _cors_headers(server, origin) if origin else {}
+    actor: Actor | None = None
     try:
         if origin is not None and origin.rstrip("/") not in server.origins:
             raise forbidden(f"origin {origin[:100]!r} may not use the codec server")
@@ -203,17 +206,30 @@ async def _handle(
             await _audit_decode(server, request, actor, namespace, result, key_ids)
         else:
             result = await server.codec().encode(payloads)
-            await server.audit(request).record(
-                AuditRecord.now(
-                    subject=actor.subject,
-                    role=actor.role.value,
-                    action="encode_payloads",
-                    client=_client(request),
-                    detail={"namespace": _namespace(request, namespace), "payloads": len(result)},
-                )
+            await record_access(
+                request,
+                actor,
+                "encode_payloads",
+                detail={"namespace": _namespace(request, namespace), "payloads": len(result)},
+                sink=server.audit(request),
             )
     except ProblemError as err:
+        if err.problem.status in (401, 403):
+            with contextlib.suppress(AuditUnavailable):
+                await record_access(
+                    request,
+                    actor,
+                    "access_refused",
+                    detail={"status": err.problem.status, "reason": err.reason, "op": op},
+                    sink=server.audit(request),
+                )
         answer = problem_response(err)
+        answer.headers.update(cors)
+        return answer
+    except AuditUnavailable as exc:
+        answer = problem_response(
+            problem(503, "audit-unavailable", "The access audit cannot be written", str(exc))
+        )
         answer.headers.update(cors)
         return answer
     body = json_format.MessageToDict(Payloads(payloads=result))
@@ -271,29 +287,25 @@ async def _audit_decode(
     decoded: list[Payload],
     key_ids: list[str],
 ) -> None:
-    """One record per child the decoded payloads concern (one with no child if none is named),
-    each naming the episodes seen, so a decode shows up under `mispers audit --child`."""
+    """One record naming every episode and child the decoded payloads concern, so a decode
+    shows up under `mispers audit --child` and `--episode`."""
     episodes, children = _refs(decoded)
     detail: dict[str, Any] = {
         "namespace": _namespace(request, namespace),
         "payloads": len(decoded),
         "key_ids": key_ids,
-        "episode_ids": sorted(episodes)[:50],
     }
-    episode = next(iter(episodes)) if len(episodes) == 1 else None
-    targets: list[str | None] = [*sorted(children)[:50]] or [None]
-    for child in targets:
-        await server.audit(request).record(
-            AuditRecord.now(
-                subject=actor.subject,
-                role=actor.role.value,
-                action="decode_payloads",
-                episode_id=episode,
-                child_ref=child,
-                client=_client(request),
-                detail=detail,
-            )
-        )
+    await record_access(
+        request,
+        actor,
+        "decode_payloads",
+        episode_id=next(iter(episodes)) if len(episodes) == 1 else None,
+        child_ref=next(iter(children)) if len(children) == 1 else None,
+        episode_ids=sorted(episodes)[:200],
+        child_refs=sorted(children)[:200],
+        detail=detail,
+        sink=server.audit(request),
+    )
 
 
 def _refs(payloads: Iterable[Payload]) -> tuple[set[str], set[str]]:
@@ -375,10 +387,6 @@ def _cors_headers(server: CodecServer, origin: str | None) -> dict[str, str]:
         "Access-Control-Allow-Credentials": "true",
         "Vary": "Origin",
     }
-
-
-def _client(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 def _namespace(request: Request, namespace: str | None) -> str:

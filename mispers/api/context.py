@@ -11,13 +11,15 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
+from mispers.api.access import request_purpose
 from mispers.api.auth import Action, authorize, bearer_token, verify_token
-from mispers.api.problems import engine_unavailable
+from mispers.api.problems import FieldProblem, engine_unavailable, invalid_parameter
 from mispers.config import Settings
 from mispers.domain.events import Actor
 from mispers.engine.client import connect
 from mispers.logs import get_logger
 from mispers.policy import PinnedPolicy, pinned_policy
+from mispers.security.audit import PURPOSE_HEADER
 
 log = get_logger("mispers.api")
 
@@ -84,7 +86,14 @@ def require(action: Action) -> Callable[..., Actor]:
         actor = verify_token(
             get_context(request).secret, bearer_token(request.headers.get("authorization"))
         )
+        request.state.actor = actor  # a refusal from here on is audited under the caller's name
         authorize(actor, action)
+        try:
+            request_purpose(request)
+        except ValueError as exc:
+            raise invalid_parameter(
+                [FieldProblem(field=PURPOSE_HEADER, rule="max_length", message=str(exc))]
+            ) from None
         return actor
 
     return dependency

@@ -1,9 +1,10 @@
 """`POST /v1/events`: CloudEvents in, one engine call per event out.
 
 Every decision about an event is someone else's: the envelope is the SDK's (envelope.py), the
-fields are the domain models' (validation.py), the roles are auth.py's, and whether the episode
-takes it is the workflow's Update validator. This module orders those steps and turns each
-outcome into an HTTP answer.
+fields are the domain models' (validation.py), whether the token may send events at all is
+auth.py's, and whether the episode takes it (including the sender's role and rank, judged on the
+same state the write sees) is the workflow's Update validator. This module orders those steps
+and turns each outcome into an HTTP answer.
 """
 
 from __future__ import annotations
@@ -17,19 +18,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from temporalio.client import (
-    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.service import RPCError
 
-from mispers.api.auth import (
-    Action,
-    authorize_ack_by,
-    authorize_event_type,
-    authorize_risk_change,
-    needs_risk_check,
-)
+from mispers.api.access import audit_refusal, audit_unavailable, record_access
+from mispers.api.auth import Action, authorize_ack_by
 from mispers.api.context import ApiContext, get_context, require
 from mispers.api.envelope import Envelope, Mode, parse_request
 from mispers.api.metrics import count_accepted, count_refused
@@ -43,17 +38,16 @@ from mispers.api.problems import (
     too_large,
 )
 from mispers.api.validation import check_type, to_event
-from mispers.domain.events import REF_PATTERN, Actor, AlertAcknowledged, EventBase, RiskAssessed
+from mispers.domain.events import REF_PATTERN, Actor, AlertAcknowledged, EpisodeReported, EventBase
 from mispers.domain.refusals import Refusal
-from mispers.domain.types import RiskLevel
 from mispers.engine.client import (
     EpisodeNotFound,
     EventRejected,
     SubmitOutcome,
-    get_episode_state,
     submit_event,
 )
 from mispers.logs import get_logger
+from mispers.security.audit import AuditUnavailable
 
 log = get_logger("mispers.api.events")
 
@@ -115,7 +109,7 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     responses={
         400: {"description": "Malformed JSON or CloudEvents envelope"},
         401: {"description": "No valid bearer token"},
-        403: {"description": "The token's role may not send this event"},
+        403: {"description": "The token's role or rank may not send this event"},
         404: {"description": "The episode was never reported"},
         409: {"description": "The episode's rules refuse the event"},
         413: {"description": "Body over 1 MiB"},
@@ -137,31 +131,33 @@ async def post_events(
         count_refused(None, err.reason)
         raise
     if mode is Mode.BATCH:
-        answers = await record_batch(context, actor, items)
+        answers = await record_batch(request, context, actor, items)
         return JSONResponse([a.model_dump(mode="json", exclude_none=True) for a in answers], 202)
     (item,) = items
     if isinstance(item, ProblemError):  # single-event modes raise instead; kept for the types
         raise item
-    answer = await record(context, actor, item)
+    answer = await record(request, context, actor, item)
     return JSONResponse(answer.model_dump(mode="json"), status_code=202)
 
 
-async def record(context: ApiContext, actor: Actor, envelope: Envelope) -> EventAnswer:
+async def record(
+    request: Request, context: ApiContext, actor: Actor, envelope: Envelope
+) -> EventAnswer:
+    """Deliver one event; an accepted event and a refusal of the sender's authority (403) are
+    recorded in the access audit before the answer (AuditUnavailable if it cannot be)."""
     event_type = envelope.type
     try:
         check_type(envelope)
-        authorize_event_type(actor, event_type)
         event = to_event(envelope, actor)
+        # Role and rank are judged by the episode itself (its Update validator), against the
+        # state the write will see: no query-then-check here for a concurrent change to slip by.
         if isinstance(event, AlertAcknowledged):
             authorize_ack_by(actor, event.data.by)
-        if isinstance(event, RiskAssessed) and needs_risk_check(actor, event_type):
-            authorize_risk_change(
-                actor, await _current_risk(context, event.subject), event.data.level
-            )
         outcome = await _deliver(context, event)
     except ProblemError as err:
         _identify(err.problem, envelope)
         count_refused(event_type, err.reason)
+        await audit_refusal(request, err)
         log.info(
             "event refused",
             type=_safe_type(event_type),
@@ -172,6 +168,14 @@ async def record(context: ApiContext, actor: Actor, envelope: Envelope) -> Event
             actor=actor.subject,
         )
         raise
+    await record_access(
+        request,
+        actor,
+        "event_accepted",
+        episode_id=outcome.episode_id,
+        child_ref=_child_ref(event),
+        detail={"type": event_type, "event_id": outcome.event_id, "status": outcome.status},
+    )
     count_accepted(event_type, outcome.status)
     log.info(
         "event recorded",
@@ -187,7 +191,7 @@ async def record(context: ApiContext, actor: Actor, envelope: Envelope) -> Event
 
 
 async def record_batch(
-    context: ApiContext, actor: Actor, items: list[Envelope | ProblemError]
+    request: Request, context: ApiContext, actor: Actor, items: list[Envelope | ProblemError]
 ) -> list[BatchItem]:
     """Events of one episode are recorded in the order sent (a report before its follow-ups);
     different episodes proceed in parallel."""
@@ -206,17 +210,23 @@ async def record_batch(
             for index in indexes:
                 envelope = items[index]
                 assert isinstance(envelope, Envelope)
-                answers[index] = await _batch_item(context, actor, envelope)
+                answers[index] = await _batch_item(request, context, actor, envelope)
 
     await asyncio.gather(*(run(indexes) for indexes in groups.values()))
     return [answer for answer in answers if answer is not None]
 
 
-async def _batch_item(context: ApiContext, actor: Actor, envelope: Envelope) -> BatchItem:
+async def _batch_item(
+    request: Request, context: ApiContext, actor: Actor, envelope: Envelope
+) -> BatchItem:
     try:
-        answer = await record(context, actor, envelope)
+        answer = await record(request, context, actor, envelope)
     except ProblemError as err:
         return _rejected(err, envelope)
+    except AuditUnavailable as exc:
+        # Recorded by the engine but not in the audit: sending again is answered `duplicate`
+        # and audited then.
+        return _rejected(audit_unavailable(str(exc)), envelope)
     except Exception as exc:  # one broken event must not lose the batch's other answers
         log.error("event failed", error_type=type(exc).__name__, type=_safe_type(envelope.type))
         internal = problem(
@@ -247,19 +257,12 @@ def _identify(target: Problem, envelope: Envelope) -> None:
         target.event_id = event_id
 
 
+def _child_ref(event: EventBase) -> str | None:
+    return event.data.child.child_ref if isinstance(event, EpisodeReported) else None
+
+
 def _safe_type(event_type: str) -> str:
     return event_type if _PRINTABLE_ID.fullmatch(event_type) and len(event_type) <= 64 else "?"
-
-
-async def _current_risk(context: ApiContext, episode_id: str) -> RiskLevel | None:
-    client = await context.client()
-    try:
-        state = await get_episode_state(client, episode_id)
-    except (RPCError, WorkflowQueryFailedError) as exc:
-        raise engine_unavailable(
-            f"cannot read episode {episode_id}: {type(exc).__name__}"
-        ) from None
-    return state.risk.level if state is not None and state.risk is not None else None
 
 
 async def deliver(context: ApiContext, event: EventBase) -> SubmitOutcome:

@@ -44,6 +44,17 @@ REQUEST_LATENCY = Histogram(
 )
 
 
+AUDIT_FAILURES = Counter(
+    "mispers_audit_write_failures",
+    "Audit records the sink could not take, by action; each such request was answered 503.",
+    ["action"],
+)
+
+
+def count_audit_failure(action: str) -> None:
+    AUDIT_FAILURES.labels(action=action).inc()
+
+
 def type_label(event_type: str | None) -> str:
     return event_type if event_type in EVENT_MODELS else "unknown"
 

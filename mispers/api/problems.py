@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mispers.domain.refusals import Refusal
+from mispers.domain.refusals import AUTHORITY, Refusal
 from mispers.logs import get_logger
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -44,7 +44,8 @@ class Problem(BaseModel):
     errors: list[FieldProblem] | None = None
     refusal: Refusal | None = Field(
         None,
-        description="On 409: the episode rule that refused the event (code, message, details).",
+        description="On 409 (and on 403 from the episode): the rule that refused the event "
+        "(code, message, details, kind).",
     )
     required_role: str | None = None
     episode_id: str | None = None
@@ -61,6 +62,7 @@ class ProblemError(Exception):
         super().__init__(problem.title)
         self.problem = problem
         self.headers = headers
+        self.audited = False  # a refusal of access is recorded once (api/access.py)
 
     @property
     def reason(self) -> str:
@@ -126,6 +128,18 @@ def not_found(kind: str, detail: str, **extra: Any) -> ProblemError:
 
 
 def refused(refusal: Refusal) -> ProblemError:
+    """The episode's refusal: 403 when the sender's authority is refused (the refusal's code
+    names the rule, e.g. `rank_above_token`), else 409."""
+    if refusal.kind == AUTHORITY:
+        required = refusal.details.get("required_role")
+        return problem(
+            403,
+            "forbidden",
+            "The token's role or rank may not do this",
+            refusal.message,
+            refusal=refusal,
+            required_role=required if isinstance(required, str) else None,
+        )
     return problem(
         409, "refused", "The episode's rules refuse this event", refusal.message, refusal=refusal
     )

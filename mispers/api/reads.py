@@ -1,6 +1,7 @@
 """Supervisor reads: the open-work list from Temporal visibility, one episode from its `state`
 query, a child's record from its workflow's `state` query. Nothing is cached here: Temporal is
-the system of record and answers each read."""
+the system of record and answers each read. Each read is recorded in the access audit before it
+is answered (a read the audit cannot record is answered 503, never served)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import hmac
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, Field
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from mispers.api.access import record_access
 from mispers.api.auth import Action
 from mispers.api.context import get_context, require
 from mispers.api.problems import (
@@ -35,11 +37,21 @@ from mispers.engine.client import (
     get_episode_state,
     list_episodes,
 )
+from mispers.security.audit import PURPOSE_HEADER, PURPOSE_MAX
 
 T = TypeVar("T")
 router = APIRouter()
 
 Reader = Annotated[Actor, Depends(require(Action.READ))]
+# Declared so the OpenAPI document states it; `record_access` reads it from the request.
+Purpose = Annotated[
+    str | None,
+    Header(
+        alias=PURPOSE_HEADER,
+        max_length=PURPOSE_MAX,
+        description="Why you read: free text, recorded as given in the access audit.",
+    ),
+]
 _READ_ERRORS: dict[int | str, dict[str, str]] = {
     401: {"description": "No valid bearer token"},
     403: {"description": "The token's role may not read"},
@@ -64,7 +76,7 @@ class EpisodeList(BaseModel):
 )
 async def list_episodes_endpoint(
     request: Request,
-    _: Reader,
+    actor: Reader,
     status: EpisodeStatus | None = None,
     risk: RiskLevel | None = None,
     overdue: Annotated[
@@ -77,6 +89,7 @@ async def list_episodes_endpoint(
     ] = False,
     page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
     page_token: Annotated[str | None, Query(max_length=4096)] = None,
+    _purpose: Purpose = None,
 ) -> EpisodeList:
     context = get_context(request)
     raw_token = _open_token(context.secret, page_token) if page_token else None
@@ -91,6 +104,22 @@ async def list_episodes_endpoint(
             raise _bad_token() from None
         raise engine_unavailable(f"visibility query failed ({exc.status.name})") from None
     token = page.next_page_token
+    await record_access(
+        request,
+        actor,
+        "list_episodes",
+        episode_ids=[e.episode_id for e in page.episodes],
+        child_refs=[e.child_ref for e in page.episodes if e.child_ref],
+        detail={
+            "status": status.value if status else None,
+            "risk": risk.value if risk else None,
+            "overdue": overdue,
+            "child_ref": child_ref,
+            "page_size": page_size,
+            "next_page": page_token is not None,
+            "returned": len(page.episodes),
+        },
+    )
     return EpisodeList(
         episodes=page.episodes,
         next_page_token=_seal_token(context.secret, token) if token else None,
@@ -139,9 +168,20 @@ def _bad_token() -> ProblemError:
     responses={**_READ_ERRORS, 404: {"description": "No such episode"}},
 )
 async def get_episode(
-    request: Request, _: Reader, episode_id: Annotated[str, Path(pattern=REF_PATTERN)]
+    request: Request,
+    actor: Reader,
+    episode_id: Annotated[str, Path(pattern=REF_PATTERN)],
+    _purpose: Purpose = None,
 ) -> EpisodeState:
     state = await _query(request, "the episode", get_episode_state, episode_id)
+    await record_access(
+        request,
+        actor,
+        "read_episode",
+        episode_id=episode_id,
+        child_ref=state.child_ref if state is not None else None,
+        detail={"found": state is not None},
+    )
     if state is None:
         raise not_found("episode-not-found", f"no episode {episode_id}", episode_id=episode_id)
     return state
@@ -154,9 +194,20 @@ async def get_episode(
     responses={**_READ_ERRORS, 404: {"description": "No episode was ever reported for the child"}},
 )
 async def get_child(
-    request: Request, _: Reader, child_ref: Annotated[str, Path(pattern=REF_PATTERN)]
+    request: Request,
+    actor: Reader,
+    child_ref: Annotated[str, Path(pattern=REF_PATTERN)],
+    _purpose: Purpose = None,
 ) -> ChildRecordState:
     record = await _query(request, "the child record", get_child_record, child_ref)
+    await record_access(
+        request,
+        actor,
+        "read_child",
+        child_ref=child_ref,
+        episode_ids=[e.episode_id for e in record.episodes] if record is not None else [],
+        detail={"found": record is not None},
+    )
     if record is None:
         raise not_found("child-not-found", f"no record for child {child_ref}")
     return record

@@ -30,8 +30,10 @@ from mispers.api.envelope import BATCH_MEDIA_TYPE
 from mispers.api.ingest import MAX_BODY_BYTES
 from mispers.cli.app import app
 from mispers.cli.engine import checked_key_ring, checked_settings, exit_skipping_teardown, fail
-from mispers.config import Settings
-from mispers.domain.types import EpisodeStatus, RiskLevel, Role
+from mispers.config import ConfigError, Settings
+from mispers.domain.authority import RankError
+from mispers.domain.types import EpisodeStatus, Rank, RiskLevel, Role
+from mispers.security.audit import PURPOSE_HEADER, PURPOSE_MAX
 
 episodes_app = typer.Typer(help="Read episodes through the API.", no_args_is_help=True)
 app.add_typer(episodes_app, name="episodes")
@@ -53,6 +55,14 @@ TokenOption = Annotated[
     str | None,
     typer.Option("--token", envvar="MISPERS_TOKEN", help="Bearer token (default: signed locally)."),
 ]
+PurposeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--purpose",
+        envvar="MISPERS_PURPOSE",
+        help="Why you are reading (at most 200 characters), recorded in the access audit.",
+    ),
+]
 
 
 @app.command()
@@ -64,7 +74,7 @@ def api() -> None:
     checked_key_ring(settings)
     try:
         asyncio.run(serve_api(settings))
-    except (ApiStartupError, SecretError) as exc:
+    except (ApiStartupError, SecretError, ConfigError) as exc:
         raise fail(str(exc)) from None
     exit_skipping_teardown(0)
 
@@ -85,14 +95,25 @@ def token(
     ttl: Annotated[
         str, typer.Option("--ttl", help="Lifetime: seconds or 90m, 12h, 7d.")
     ] = f"{int(DEFAULT_TTL.total_seconds() // 3600)}h",
+    rank: Annotated[
+        Rank | None,
+        typer.Option(
+            "--rank",
+            help="officer, sergeant, inspector or superintendent; default: officer for an "
+            "officer, sergeant for a supervisor; none for system and auditor.",
+        ),
+    ] = None,
 ) -> None:
-    """Print a bearer token the local service accepts (signed with its secret)."""
+    """Print a bearer token the local service accepts (signed with its secret). A rank in an
+    event's data may not exceed the token's rank (a system token may post any)."""
     settings = checked_settings()
     lifetime = parse_ttl(ttl)
     try:
-        typer.echo(mint_token(load_secret(settings), role, subject, lifetime))
+        typer.echo(mint_token(load_secret(settings), role, subject, lifetime, rank=rank))
     except SecretError as exc:
         raise fail(str(exc)) from None
+    except RankError as exc:
+        raise fail(f"--rank: {exc}") from None
     except ValueError:
         raise fail("--subject must be 1 to 200 characters") from None
 
@@ -258,6 +279,7 @@ def episodes_list(
     page_token: Annotated[str | None, typer.Option("--page-token")] = None,
     url: UrlOption = None,
     token: TokenOption = None,
+    purpose: PurposeOption = None,
 ) -> None:
     """Episodes matching the filters, from Temporal visibility."""
     settings = checked_settings()
@@ -272,7 +294,7 @@ def episodes_list(
         params["child_ref"] = child_ref
     if page_token:
         params["page_token"] = page_token
-    with _client(settings, url, token, Role.AUDITOR) as client:
+    with _client(settings, url, token, Role.AUDITOR, purpose) as client:
         body = _get(client, "/v1/episodes", params)
     table = Table(
         "episode", "status", "risk", "child", "overdue", "next deadline", title="episodes"
@@ -297,10 +319,11 @@ def episodes_show(
     episode_id: Annotated[str, typer.Argument(help="The episode id (the events' subject).")],
     url: UrlOption = None,
     token: TokenOption = None,
+    purpose: PurposeOption = None,
 ) -> None:
     """One episode: risk, flags, obligations with deadlines, alerts and the timeline."""
     settings = checked_settings()
-    with _client(settings, url, token, Role.AUDITOR) as client:
+    with _client(settings, url, token, Role.AUDITOR, purpose) as client:
         state = _get(client, f"/v1/episodes/{episode_id}", {})
     risk = state.get("risk") or {}
     repeat = state.get("repeat") or {}
@@ -388,7 +411,18 @@ def _get(client: httpx.Client, path: str, params: dict[str, str | int]) -> dict[
 # --- shared ---------------------------------------------------------------------------------
 
 
-def _client(settings: Settings, url: str | None, token: str | None, role: Role) -> httpx.Client:
+def _client(
+    settings: Settings, url: str | None, token: str | None, role: Role, purpose: str | None = None
+) -> httpx.Client:
+    """An API client with a token (signed locally unless given) and, for reads, the purpose the
+    access audit records (`X-Mispers-Purpose`)."""
+    headers: dict[str, str] = {}
+    if purpose is not None:
+        if len(purpose) > PURPOSE_MAX:
+            raise fail(f"--purpose is at most {PURPOSE_MAX} characters")
+        if not purpose.isascii() or not purpose.isprintable():
+            raise fail("--purpose must be printable ASCII (it travels as an HTTP header)")
+        headers[PURPOSE_HEADER] = purpose
     if token is None:
         try:
             token = mint_token(load_secret(settings), role, f"cli:{getpass.getuser()}"[:200])
@@ -396,7 +430,7 @@ def _client(settings: Settings, url: str | None, token: str | None, role: Role) 
             raise fail(f"{exc} (or pass --token)") from None
     return httpx.Client(
         base_url=url or default_url(settings),
-        headers={"authorization": f"Bearer {token}"},
+        headers={"authorization": f"Bearer {token}", **headers},
         timeout=httpx.Timeout(60.0, connect=5.0),
     )
 

@@ -1,9 +1,13 @@
-"""`mispers keys init|list|rotate` and `mispers audit`: the operator's side of data protection.
+"""`mispers keys init|list|rotate` and `mispers audit [verify]`: the operator's side of data
+protection.
 
 Key material is never printed: `keys list` shows ids, dates and fingerprints, which are enough
 to check that two replicas hold the same ring."""
 
 from __future__ import annotations
+
+import datetime as dt
+import time
 
 import typer
 from rich.console import Console
@@ -11,7 +15,8 @@ from rich.table import Table
 
 from mispers.cli.app import app
 from mispers.config import ConfigError, Settings, load_settings
-from mispers.security.audit import JsonlAuditSink, audit_path
+from mispers.security.audit import AuditSink, audit_sink, read_records, select
+from mispers.security.audit_chain import verify
 from mispers.security.keyring import KeyRing, KeyRingError, open_ring, ring_location
 
 keys_app = typer.Typer(
@@ -83,36 +88,100 @@ def keys_rotate() -> None:
     _out.print(f"ring {ring.path}: {', '.join(ring.ids)}")
 
 
-@app.command("audit")
+audit_app = typer.Typer(
+    help="The access audit: who read, decoded or posted what, when, from where and why.",
+    invoke_without_command=True,
+)
+app.add_typer(audit_app, name="audit")
+
+
+def _when(value: str | None, option: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        _err.print(f"{option}: expected an ISO date or date-time, e.g. 2026-11-30T08:00Z")
+        raise typer.Exit(2) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+@audit_app.callback()
 def audit(
+    ctx: typer.Context,
     child: str | None = typer.Option(None, "--child", help="A child_ref: who looked at it."),
     episode: str | None = typer.Option(None, "--episode", help="An episode id."),
+    subject: str | None = typer.Option(None, "--subject", help="A token subject: what it did."),
+    since: str | None = typer.Option(None, "--since", help="From this time (ISO 8601, UTC)."),
+    until: str | None = typer.Option(None, "--until", help="Before this time (ISO 8601, UTC)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON record per line."),
 ) -> None:
-    """Who read a child's record or an episode, decoded its payloads or posted to it."""
-    if not child and not episode:
-        _err.print("give --child REF or --episode ID")
+    """Who read a child's record or an episode, decoded its payloads, posted to it or was
+    refused; `mispers audit verify` checks the hash chain."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not (child or episode or subject):
+        _err.print("give --child REF, --episode ID or --subject WHO (or: mispers audit verify)")
         raise typer.Exit(2)
-    settings = _settings()
-    sink = JsonlAuditSink(audit_path(settings))
-    records = sink.for_child(child) if child else sink.for_episode(episode or "")
-    if child and episode:
-        records = [r for r in records if r.target.episode_id in (episode, None)]
+    start, end = _when(since, "--since"), _when(until, "--until")
+    sink = _sink()
+    records, skipped = read_records(sink)
+    chosen = select(
+        records, child_ref=child, episode_id=episode, subject=subject, since=start, until=end
+    )
     if as_json:
-        for record in records:
+        for record in chosen:
             typer.echo(record.to_json())
     else:
-        table = Table("at", "who", "role", "action", "episode", "from", title=f"{sink.path}")
-        for r in records:
+        table = Table(title=_name(sink))
+        table.add_column("at")
+        table.add_column("who", no_wrap=True)
+        for name in ("role/rank", "action", "episodes", "from", "purpose"):
+            table.add_column(name)
+        for r in chosen:
             table.add_row(
                 r.at.isoformat(timespec="seconds"),
                 r.who.subject,
-                r.who.role,
+                "/".join(p for p in (r.who.role, r.who.rank) if p),
                 r.action,
-                r.target.episode_id or "",
+                ", ".join(sorted(r.target.episodes())[:5]),
                 r.from_ or "",
+                r.purpose if r.purpose_given else "(no purpose given)",
             )
         _out.print(table)
-        _out.print(f"{len(records)} record(s)")
-    if sink.skipped:
-        _err.print(f"{sink.skipped} unreadable line(s) skipped in {sink.path}")
+        _out.print(f"{len(chosen)} record(s)")
+    if skipped:
+        _err.print(f"{skipped} unreadable line(s) skipped in {_name(sink)}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the whole hash chain: exit 0 with the record count and head hash, or exit 1
+    naming the first broken line and why."""
+    sink = _sink()
+    started = time.perf_counter()
+    verdict = verify(sink.lines())
+    took = time.perf_counter() - started
+    if not verdict.ok:
+        _err.print(
+            f"[red]audit chain broken at line {verdict.broken_line}:[/] {verdict.reason} "
+            f"({verdict.lines} record(s) before it hold; {_name(sink)})"
+        )
+        raise typer.Exit(1)
+    _out.print(
+        f"audit chain intact: {verdict.lines} record(s), head {verdict.head} "
+        f"({_name(sink)}, {took:.2f} s)"
+    )
+
+
+def _sink() -> AuditSink:
+    try:
+        return audit_sink(_settings())
+    except ConfigError as exc:
+        _err.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _name(sink: AuditSink) -> str:
+    path = getattr(sink, "path", None)
+    return str(path) if path is not None else type(sink).__name__

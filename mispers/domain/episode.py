@@ -16,7 +16,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from mispers.domain import alert_lifecycle, ladder
+from mispers.domain.authority import check_authority, is_supervisor
 from mispers.domain.events import (
+    Actor,
     AlertAcknowledged,
     ChildFound,
     ClosureApproved,
@@ -93,8 +95,22 @@ def new_state(episode_id: str, policy_version: str) -> EpisodeState:
 # --- checking (Update validator: must not mutate) ----------------------------------------------
 
 
-def check_event(state: EpisodeState, event: EventBase, policy: Policy, now: dt.datetime) -> None:
-    """Raise `EventRefused` if the rules refuse this event; never changes the state."""
+def check_event(
+    state: EpisodeState,
+    event: EventBase,
+    policy: Policy,
+    now: dt.datetime,
+    *,
+    authority: bool = True,
+) -> None:
+    """Raise `EventRefused` if the rules refuse this event; never changes the state.
+
+    `authority=False` only replays histories recorded before the sender's authority was judged
+    here: an event of those carrying no actor was then taken for a supervisor's."""
+    if authority:
+        check_authority(state, event)
+    elif event.actor is None:
+        event = event.model_copy(update={"actor": _UNATTRIBUTED})
     if event.subject != state.episode_id:
         raise refuse(
             "wrong_episode",
@@ -209,8 +225,8 @@ def _require_found(state: EpisodeState) -> None:
         )
 
 
-def _is_supervisor(event: EventBase) -> bool:
-    return event.actor is None or event.actor.role is Role.SUPERVISOR
+_is_supervisor = is_supervisor
+_UNATTRIBUTED = Actor(subject="unattributed", role=Role.SUPERVISOR)
 
 
 _CHECKS: dict[type[EventBase], Callable[[EpisodeState, Any, Policy, dt.datetime], None]] = {

@@ -203,10 +203,13 @@ class AlertAcknowledgedData(Strict):
 
 
 class Actor(Strict):
-    """Who posted the event: the bearer token's subject and role (recorded in the timeline)."""
+    """Who posted the event: the bearer token's subject, role and rank (recorded in the
+    timeline). The rank is the token's; `None` on a role that carries none (`system`,
+    `auditor`) and on events recorded before tokens carried ranks."""
 
     subject: ShortText
     role: Role
+    rank: Rank | None = None
 
 
 class EventBase(Strict):
@@ -334,7 +337,8 @@ EVENT_MODELS: dict[str, type[EventBase]] = {
     )
 }
 
-# Event types only a supervisor may send (docs/contract.md, "Roles": `system` sends any other).
+# Event types only a supervisor may send (docs/contract.md, "Roles": `system` sends any other);
+# judged by `mispers.domain.authority` inside the episode.
 SUPERVISOR_ONLY_TYPES = frozenset({"mispers.closure.approved"})
 
 

@@ -1,11 +1,17 @@
 """Why the rules refuse an event: a code a program can branch on, a sentence a person can act on,
-and details (open obligations, the floor and its reasons). The API answers these as 409."""
+and details (open obligations, the floor and its reasons). A refusal's `kind` says whose rule it
+is: the episode's (`rules`, answered 409) or the sender's authority (`authority`: the token's role
+or rank may not post this, answered 403)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+RefusalKind = Literal["rules", "authority"]
+RULES: RefusalKind = "rules"
+AUTHORITY: RefusalKind = "authority"
 
 
 class Refusal(BaseModel):
@@ -14,6 +20,7 @@ class Refusal(BaseModel):
     code: str
     message: str
     details: dict[str, Any] = Field(default_factory=dict)
+    kind: RefusalKind = RULES
 
 
 class EventRefused(Exception):

@@ -15,9 +15,9 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import ChoiceLoader, Environment, PackageLoader, PrefixLoader, select_autoescape
 from starlette.templating import Jinja2Templates
 
+from mispers.api.access import app_audit_sink
 from mispers.api.context import ApiContext
 from mispers.api.problems import ProblemError
-from mispers.security.audit import app_audit_sink
 from mispers.web import views
 from mispers.web.config import WebSettings, web_settings
 from mispers.web.session import COOKIE, COOKIE_PATH, Session, seal, unseal

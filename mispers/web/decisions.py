@@ -19,7 +19,7 @@ from mispers.api.envelope import parse_structured_object
 from mispers.api.problems import Problem, ProblemError
 from mispers.domain.events import REF_PATTERN
 from mispers.web.guard import checked_form, reader
-from mispers.web.identity import UiUser
+from mispers.web.identity import UiUser, api_request
 from mispers.web.pages import episode_view
 from mispers.web.session import Session
 
@@ -77,11 +77,11 @@ async def _submit(
     }
     try:
         envelope = parse_structured_object(document)
-        answer = await ingest.record(context, user.actor, envelope)
+        answer = await ingest.record(api_request(request, user), context, user.actor, envelope)
     except ProblemError as err:
         if err.problem.status in (404, 503):
             raise
-        state = await reads.get_episode(request, user.actor, episode_id)
+        state = await reads.get_episode(api_request(request, user), user.actor, episode_id)
         return episode_view(
             request,
             user,

@@ -11,11 +11,10 @@ from collections.abc import Mapping
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from mispers.api.access import record_access
 from mispers.domain.events import Actor
 from mispers.domain.types import Rank, Role
-from mispers.security.audit import AuditAction, DetailValue, record_access
-
-PURPOSE_HEADER = "X-Mispers-Purpose"
+from mispers.security.audit import PURPOSE_HEADER, AuditAction
 
 # The rank a person holds when the sign-in did not say (a supervisor is at least a sergeant).
 DEFAULT_RANK: Mapping[Role, Rank] = {
@@ -37,7 +36,9 @@ class UiUser(BaseModel):
 
     @property
     def actor(self) -> Actor:
-        return Actor(subject=self.subject, role=self.role)
+        """The caller the API sees: subject, role and rank, as a token would carry them."""
+        rank = None if self.role in (Role.SYSTEM, Role.AUDITOR) else self.rank
+        return Actor(subject=self.subject, role=self.role, rank=rank)
 
     @property
     def may_send(self) -> bool:
@@ -60,18 +61,24 @@ def user_for(subject: str, role: Role, rank: Rank | None, via: str) -> UiUser:
     return UiUser(subject=subject, role=role, rank=rank or DEFAULT_RANK[role], via=via)
 
 
+def api_request(request: Request, user: UiUser) -> Request:
+    """The page's request as the API's functions should see it: carrying the purpose the person
+    gave for the session in `X-Mispers-Purpose`, so the API's own access audit records it."""
+    headers = [(k, v) for k, v in request.scope["headers"] if k.lower() != b"x-mispers-purpose"]
+    if user.purpose:
+        headers.append((PURPOSE_HEADER.lower().encode(), user.purpose.encode()))
+    return Request({**request.scope, "headers": headers}, request.receive)
+
+
 async def audit_read(
     request: Request,
     user: UiUser,
     action: AuditAction,
     *,
-    episode_id: str | None = None,
-    child_ref: str | None = None,
+    episode_ids: list[str],
 ) -> None:
-    """Every page view is an audited read, with the purpose the person gave for the session."""
-    detail: dict[str, DetailValue] = {"via": "dashboard", "rank": user.rank.value}
-    if user.purpose:
-        detail["purpose"] = user.purpose
+    """A read the API's functions do not record themselves (the alert views read states)."""
     await record_access(
-        request, user.actor, action, episode_id=episode_id, child_ref=child_ref, detail=detail
-    )
+        api_request(request, user), user.actor, action, episode_ids=episode_ids,
+        detail={"via": "dashboard"},
+    )  # fmt: skip

@@ -23,7 +23,7 @@ from mispers.logs import get_logger
 from mispers.security.audit import JsonlAuditSink, audit_path
 from mispers.web import views
 from mispers.web.guard import auditor, reader
-from mispers.web.identity import UiUser, audit_read
+from mispers.web.identity import UiUser, api_request, audit_read
 
 router = APIRouter()
 log = get_logger("mispers.web")
@@ -121,7 +121,7 @@ async def episodes_page(
         late = True  # an alert is raised for a missed deadline: look at overdue episodes only
     counts = await open_counts(request)
     page = await reads.list_episodes_endpoint(
-        request,
+        api_request(request, user),
         user.actor,
         status=chosen_status,
         risk=level,
@@ -147,7 +147,7 @@ async def episodes_page(
             if mine_open:
                 alerts[episode_id] = mine_open
         rows = [e for e in rows if e.episode_id in alerts]
-    await audit_read(request, user, "list_episodes")
+        await audit_read(request, user, "list_alerts", episode_ids=list(states))
     filters = {
         "risk": level.value if level else "",
         "status": status if status == "all" else (chosen_status.value if chosen_status else ""),
@@ -176,10 +176,7 @@ async def episode_page(
     episode_id: Annotated[str, Path(pattern=REF_PATTERN)],
     done: Annotated[str | None, Query(max_length=60)] = None,
 ) -> HTMLResponse:
-    state = await reads.get_episode(request, user.actor, episode_id)
-    await audit_read(
-        request, user, "read_episode", episode_id=episode_id, child_ref=state.child_ref
-    )
+    state = await reads.get_episode(api_request(request, user), user.actor, episode_id)
     return episode_view(request, user, state, done=done)
 
 
@@ -219,8 +216,7 @@ def episode_view(
 async def child_page(
     request: Request, user: Reader, child_ref: Annotated[str, Path(pattern=REF_PATTERN)]
 ) -> HTMLResponse:
-    record = await reads.get_child(request, user.actor, child_ref)
-    await audit_read(request, user, "read_child", child_ref=child_ref)
+    record = await reads.get_child(api_request(request, user), user.actor, child_ref)
     return render(request, "child.html", user, record=record)
 
 
@@ -237,7 +233,7 @@ async def alerts_page(
 
     chosen = None if rank == "all" else (_choice(rank, Rank) or user.rank)
     page = await reads.list_episodes_endpoint(
-        request,
+        api_request(request, user),
         user.actor,
         status=None,
         risk=None,
@@ -251,7 +247,7 @@ async def alerts_page(
     states = await states_of(request, [e.episode_id for e in page.episodes])
     unread = len(page.episodes) - len(states)
     alerts = views.alerts_for_rank((a for s in states.values() for a in s.alerts), chosen)
-    await audit_read(request, user, "list_episodes")
+    await audit_read(request, user, "list_alerts", episode_ids=list(states))
     return render(
         request,
         "alerts.html",

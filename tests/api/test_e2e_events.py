@@ -35,7 +35,8 @@ async def test_every_event_type_but_acknowledgement_is_accepted_over_one_episode
     await send(
         report(ep, child, "medium", {"child": {"responsible_authority": "Camden"}}), Role.SYSTEM
     )
-    await send(event("risk.assessed", ep, {"level": "medium", "rank": "superintendent"}))
+    # The supervisor's review is met by a sergeant's assessment, on a sergeant's token.
+    await send(event("risk.assessed", ep, {"level": "medium", "rank": "sergeant"}), Role.SUPERVISOR)
     await send(event("social_services.contacted", ep, {"authority": "Camden"}))
     await send(event("enquiry.recorded", ep, {"kind": "systems_checked"}), Role.SYSTEM)
     await send(event("enquiry.recorded", ep, {"kind": "pnc_circulated"}))
@@ -57,7 +58,7 @@ async def test_every_event_type_but_acknowledgement_is_accepted_over_one_episode
     episode = await state(http, stack, ep)
     assert outstanding(episode) == [], outstanding(episode)
     await send(event("closure.requested", ep))
-    await send(event("closure.approved", ep, {"rank": "inspector"}), Role.SUPERVISOR)
+    await send(event("closure.approved", ep, {"rank": "sergeant"}), Role.SUPERVISOR)
 
     episode = await state(http, stack, ep)
     assert episode["status"] == "closed"
@@ -65,8 +66,16 @@ async def test_every_event_type_but_acknowledgement_is_accepted_over_one_episode
     timeline = {entry["event_id"]: entry for entry in episode["timeline"]}
     assert sorted(timeline) == sorted(d["id"] for d in sent)  # every event, once
     approval = timeline[sent[-1]["id"]]
-    assert approval["posted_by"] == {"subject": "test-supervisor", "role": "supervisor"}
-    assert timeline[sent[0]["id"]]["posted_by"] == {"subject": "test-system", "role": "system"}
+    assert approval["posted_by"] == {
+        "subject": "test-supervisor",
+        "role": "supervisor",
+        "rank": "sergeant",
+    }
+    assert timeline[sent[0]["id"]]["posted_by"] == {
+        "subject": "test-system",
+        "role": "system",
+        "rank": None,
+    }
 
 
 async def test_same_event_twice_is_a_duplicate_and_changes_nothing(
@@ -135,7 +144,7 @@ async def test_error_answers(http: httpx.AsyncClient, stack: Stack) -> None:
     # 409: the floor named (every missing child is at least medium)
     await accepted(http, stack, report(ep, child, "high"))
     body = await problem(
-        await post(http, stack, event("risk.assessed", ep, {"level": "low", "rank": "inspector"})),
+        await post(http, stack, event("risk.assessed", ep, {"level": "low", "rank": "sergeant"})),
         409,
     )
     assert body["refusal"]["code"] == "below_floor"
@@ -153,9 +162,10 @@ async def test_error_answers(http: httpx.AsyncClient, stack: Stack) -> None:
     await problem(await post(http, stack, event("crime.recorded", ep), Role.AUDITOR), 403)
     # 403: an officer may not lower the grade; a supervisor may (above the floor)
     await accepted(http, stack, event("risk.assessed", ep, {"level": "high"}))
-    downgrade = event("risk.assessed", ep, {"level": "medium", "rank": "inspector"})
+    downgrade = event("risk.assessed", ep, {"level": "medium", "rank": "officer"})
     body = await problem(await post(http, stack, downgrade, Role.OFFICER), 403)
     assert body["required_role"] == "supervisor"
+    assert body["refusal"]["code"] == "downgrade_needs_supervisor"
     await accepted(http, stack, downgrade, Role.SUPERVISOR)
     # 413 / 415
     huge = event("crime.recorded", ep, {"classification": "x" * (1024 * 1024)})

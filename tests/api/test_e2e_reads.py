@@ -99,7 +99,11 @@ async def test_episode_and_child_reads(http: httpx.AsyncClient, stack: Stack) ->
     ):
         assert key in episode
     assert {"level", "floor", "floor_reasons", "history"} <= set(episode["risk"])
-    assert episode["timeline"][0]["posted_by"] == {"subject": "test-system", "role": "system"}
+    assert episode["timeline"][0]["posted_by"] == {
+        "subject": "test-system",
+        "role": "system",
+        "rank": None,
+    }
     assert "time scale 1" in episode["policy_version"]
     kinds = {o["kind"] for o in episode["obligations"]}
     assert {"systems_checks", "supervisor_review", "pnc_circulated"} <= kinds
@@ -118,6 +122,7 @@ ENDPOINTS: list[tuple[str, str, set[Role]]] = [
     ("GET", "/v1/event-types", set(Role)),
     ("GET", "/metrics", set(Role)),
     ("POST", "/v1/events", {Role.SYSTEM, Role.OFFICER, Role.SUPERVISOR}),
+    ("GET", "/v1/audit?episode_id={ep}", {Role.AUDITOR}),
 ]
 
 

@@ -71,19 +71,6 @@ async def test_auditor_cannot_send_and_system_cannot_read(
     assert_problem(response, 403)
 
 
-@pytest.mark.parametrize("role", [Role.SYSTEM, Role.OFFICER])
-async def test_closure_approval_needs_a_supervisor(
-    offline_client: httpx.AsyncClient, offline_tokens: dict[Role, str], role: Role
-) -> None:
-    body = json.dumps(envelope("closure.approved", "EP-1", STAMP, event_id="ap-1"))
-    response = await offline_client.post(
-        "/v1/events", content=body, headers={**CE, **bearer(offline_tokens, role)}
-    )
-    problem = assert_problem(response, 403)
-    assert problem["required_role"] == "supervisor"
-    assert problem["episode_id"] == "EP-1" and problem["event_id"] == "ap-1"
-
-
 async def test_over_one_mebibyte_is_413(
     offline_client: httpx.AsyncClient, offline_tokens: dict[Role, str]
 ) -> None:

@@ -64,7 +64,11 @@ async def test_decode_needs_a_supervisor_or_auditor(h: Harness) -> None:
         assert answer.status_code == 403, role
         assert answer.headers["content-type"].startswith("application/problem+json")
         assert NAME not in answer.text
-    assert h.audit() == []  # refused calls decode nothing
+    # Refused calls decode nothing, and each refusal is on the record.
+    refusals = h.audit()
+    assert [r.action for r in refusals] == ["access_refused"] * 3
+    assert [r.detail["status"] for r in refusals] == [401, 403, 403]
+    assert [r.who.role for r in refusals] == ["none", "officer", "system"]
 
 
 @pytest.mark.parametrize("role", [Role.AUDITOR, Role.SUPERVISOR])
@@ -111,7 +115,7 @@ async def test_encode_is_for_supervisors_and_round_trips(h: Harness) -> None:
     encoded = json_format.ParseDict(answer.json(), Payloads()).payloads
     assert encoded[0].metadata["encoding"] == b"binary/encrypted"
     assert await h.converter.decode(encoded, [dict]) == [{"x": 1}]
-    assert [r.action for r in h.audit()] == ["encode_payloads"]
+    assert [r.action for r in h.audit()] == ["access_refused", "encode_payloads"]
 
 
 async def test_cli_namespace_template_path(h: Harness) -> None:
@@ -153,7 +157,7 @@ async def test_cors_is_limited_to_the_ui_origin(h: Harness) -> None:
     )
     assert refused.status_code == 403
     assert "access-control-allow-origin" not in refused.headers
-    assert len(h.audit()) == 1
+    assert [r.action for r in h.audit()] == ["decode_payloads", "access_refused"]
     # Other API routes stay closed to browsers.
     other = await h.http.options("/v1/episodes", headers=preflight)
     assert "access-control-allow-origin" not in other.headers

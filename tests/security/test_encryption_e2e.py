@@ -302,8 +302,15 @@ async def _error_paths(api: Api, run: Run) -> None:
             Role.OFFICER,
             {},
         ),
-        # a supervisor decision from an officer
-        (403, envelope("closure.approved", ep, _at(1), {"rationale": NAME}), Role.OFFICER, {}),
+        # a supervisor decision from an officer, to the closed episode that judges authority
+        (409, envelope("closure.approved", ep, _at(1), {"rationale": NAME}), Role.OFFICER, {}),
+        # a rank above the token's, to an episode never reported
+        (
+            404,
+            envelope("risk.assessed", f"{ep}-never", _at(1), {"rank": "superintendent"}),
+            Role.OFFICER,
+            {},
+        ),
         # no token at all
         (401, reported, Role.SYSTEM, {"Authorization": ""}),
         # a wrong content type

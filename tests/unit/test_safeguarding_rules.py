@@ -57,11 +57,26 @@ def test_a_grading_below_the_floor_is_refused_naming_the_floor_and_why() -> None
 def test_a_downgrade_resting_on_history_is_refused_for_an_officer(rationale: str) -> None:
     ep = reported(initial_risk="high")
     officer = event(
-        "risk.assessed", "E-1", ep.now, {"level": "medium", "rationale": rationale}
-    ).model_copy(update={"actor": Actor(subject="pc", role=Role.OFFICER)})
+        "risk.assessed",
+        "E-1",
+        ep.now,
+        {"level": "medium", "rationale": rationale, "rank": "officer"},
+        actor=Actor(subject="pc", role=Role.OFFICER),
+    )
     with pytest.raises(EventRefused) as refused:
         rules.check_event(ep.state, officer, POLICY, ep.now)
-    assert refused.value.refusal.code == "history_rationale"
+    # Any downgrade needs a supervisor's token; the officer's never reaches the history rule.
+    assert refused.value.refusal.code == "downgrade_needs_supervisor"
+    # Replaying histories recorded before the token's authority was judged here, the history
+    # rule still refuses it, and an event without actor is taken as it was then.
+    with pytest.raises(EventRefused) as legacy:
+        rules.check_event(ep.state, officer, POLICY, ep.now, authority=False)
+    assert legacy.value.refusal.code == "history_rationale"
+    unattributed = officer.model_copy(update={"actor": None})
+    rules.check_event(ep.state, unattributed, POLICY, ep.now, authority=False)
+    with pytest.raises(EventRefused) as now:
+        rules.check_event(ep.state, unattributed, POLICY, ep.now)
+    assert now.value.refusal.code == "no_actor"
 
 
 def test_a_supervisor_may_downgrade_on_history_but_the_grading_is_flagged() -> None:
