@@ -161,6 +161,7 @@ def run_dev(settings: Settings, say: Callable[[str], None]) -> int:
             say(f"Temporal Web UI: http://127.0.0.1:{settings.embedded_temporal_port + 1000}")
         say(f"logs: {settings.data_dir / 'logs'}; Ctrl-C stops everything cleanly")
         if api_available():
+            say(dashboard_link(settings))
             say(demo_curl(api_url))
         while not stopping:
             dead = stack.first_exited()
@@ -175,6 +176,33 @@ def run_dev(settings: Settings, say: Callable[[str], None]) -> int:
     finally:
         with contextlib.suppress(Exception):
             stack.stop()
+
+
+def dashboard_link(settings: Settings) -> str:
+    """A one-time sign-in link for a demo supervisor (`mispers open` makes more)."""
+    import datetime as dt
+
+    from mispers.api.auth import load_secret
+    from mispers.cli.web import signin_link
+    from mispers.domain.types import Rank, Role
+    from mispers.web.config import web_settings
+    from mispers.web.tickets import mint_ticket
+
+    config = web_settings(settings)
+    if not config.tickets:
+        return f"dashboard: {config.public_url}/ui/episodes (sign in with your force account)"
+    ticket = mint_ticket(
+        load_secret(settings),
+        Role.SUPERVISOR,
+        "DEMO-SGT",
+        Rank.SERGEANT,
+        ttl=dt.timedelta(minutes=15),
+    )
+    return (
+        "dashboard, signed in as a demo sergeant (one use, 15 minutes; "
+        "`.venv/bin/mispers open --role supervisor --subject YOU` makes another):\n"
+        f"  {signin_link(config.public_url, ticket)}"
+    )
 
 
 def demo_curl(api_url: str) -> str:

@@ -85,6 +85,22 @@ async def test_dev_starts_everything_runs_the_demo_and_stops_cleanly(tmp_path: P
         curl = (await dev.stdout.readline()).decode().strip()
         assert curl.startswith("curl ") and f":{http_port}/v1/events" in curl
 
+        # The banner's sign-in link opens the dashboard, once.
+        link = next(line.strip() for line in seen if "/ui/signin?ticket=" in line)
+        assert link.startswith(f"http://127.0.0.1:{http_port}/ui/signin?ticket=")
+        async with httpx.AsyncClient() as browser:
+            confirm = await browser.get(link)
+            assert confirm.status_code == 200 and "Sign in as DEMO-SGT" in confirm.text
+            ticket = link.split("ticket=", 1)[1]
+            signed = await browser.post(
+                f"http://127.0.0.1:{http_port}/ui/signin", data={"ticket": ticket}
+            )
+            assert signed.status_code == 303 and "/ui/purpose" in signed.headers["location"]
+            again = await browser.post(
+                f"http://127.0.0.1:{http_port}/ui/signin", data={"ticket": ticket}
+            )
+            assert again.status_code == 403
+
         code, answer = await run_command("bash", "-c", curl, env=env)
         assert code == 0 and '"status":"accepted"' in answer, answer
         ring = tmp_path / "data" / "keys.json"

@@ -15,6 +15,7 @@ from mispers.api.metrics import LatencyMiddleware
 from mispers.api.openapi import build_openapi
 from mispers.api.problems import install_handlers
 from mispers.config import Settings
+from mispers.web import mount_web
 
 DESCRIPTION = """\
 CloudEvents in, episode state out. Every endpoint but `/healthz`, `/openapi.json` and `/docs`
@@ -34,11 +35,12 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         title="Mispers",
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # served by mount_web from Mispers' own Swagger UI assets
         redoc_url=None,
         openapi_url="/openapi.json",
     )
-    app.state.mispers = ApiContext(settings, load_secret(settings), client)
+    context = ApiContext(settings, load_secret(settings), client)
+    app.state.mispers = context
     install_audit(app, settings)  # a misconfigured audit stops the start, naming the variable
     install_handlers(app)
     install_access_audit(app)
@@ -50,5 +52,6 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(ops.router, tags=["operations"])
     app.include_router(audit.router, tags=["audit"])
     app.include_router(codec_router(settings))  # /codec/encode|decode for the Web UI and CLI
+    mount_web(app, context)  # the dashboard at /ui, and /docs
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

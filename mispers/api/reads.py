@@ -30,7 +30,7 @@ from mispers.api.problems import (
 from mispers.domain.child_record import ChildRecordState
 from mispers.domain.events import REF_PATTERN, Actor
 from mispers.domain.state import EpisodeState, EpisodeSummary
-from mispers.domain.types import EpisodeStatus, RiskLevel
+from mispers.domain.types import EpisodeStatus, Flag, RiskLevel
 from mispers.engine.client import (
     episodes_query,
     get_child_record,
@@ -83,6 +83,10 @@ async def list_episodes_endpoint(
         bool | None, Query(description="true: some obligation overdue; false: none")
     ] = None,
     child_ref: Annotated[str | None, Query(pattern=REF_PATTERN)] = None,
+    flag: Annotated[Flag | None, Query(description="Episodes carrying this flag")] = None,
+    open: Annotated[
+        bool, Query(description="true: only episodes not closed (missing or found)")
+    ] = False,
     page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
     page_token: Annotated[str | None, Query(max_length=4096)] = None,
     _purpose: Purpose = None,
@@ -90,7 +94,9 @@ async def list_episodes_endpoint(
     context = get_context(request)
     raw_token = _open_token(context.secret, page_token) if page_token else None
     client = await context.client()
-    query = episodes_query(status=status, risk=risk, overdue=overdue, child_ref=child_ref)
+    query = episodes_query(
+        status=status, risk=risk, overdue=overdue, child_ref=child_ref, flag=flag, open_only=open
+    )
     try:
         page = await list_episodes(client, query, page_size=page_size, page_token=raw_token)
     except RPCError as exc:

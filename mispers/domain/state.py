@@ -246,6 +246,7 @@ class EpisodeState(StateModel):
             child_ref=self.child_ref,
             overdue_count=self.overdue_count,
             next_deadline=self.next_deadline,
+            flags=list(self.flags),
         )
 
 
@@ -256,3 +257,6 @@ class EpisodeSummary(StateModel):
     child_ref: str | None
     overdue_count: int
     next_deadline: dt.datetime | None
+    # Read from the visibility index for the dashboard's list; kept out of the API's JSON so the
+    # list's documented shape does not change.
+    flags: list[str] = Field(default_factory=list, exclude=True)

@@ -43,7 +43,7 @@ from mispers.domain.messages import (
 )
 from mispers.domain.refusals import Refusal
 from mispers.domain.state import EpisodeState, EpisodeSummary
-from mispers.domain.types import EpisodeStatus, RiskLevel
+from mispers.domain.types import EpisodeStatus, Flag, RiskLevel
 from mispers.engine import search_attributes as sa
 from mispers.policy.model import PinnedPolicy
 
@@ -52,6 +52,7 @@ __all__ = [
     "EpisodePage",
     "EventRejected",
     "SubmitOutcome",
+    "count_episodes",
     "engine_reachable",
     "episodes_query",
     "get_child_record",
@@ -227,6 +228,8 @@ def episodes_query(
     risk: RiskLevel | None = None,
     overdue: bool | None = None,
     child_ref: str | None = None,
+    flag: Flag | None = None,
+    open_only: bool = False,
 ) -> str:
     """A visibility query over the search attributes (the server's index, never a scan).
 
@@ -243,7 +246,19 @@ def episodes_query(
         if not re.fullmatch(REF_PATTERN, child_ref):
             raise ValueError("child_ref must match " + REF_PATTERN)
         clauses.append(f"{sa.CHILD_REF.name} = '{child_ref}'")
+    if flag is Flag.LOOKED_AFTER:  # its own attribute, not one of the episode's flags
+        clauses.append(f"{sa.LOOKED_AFTER.name} = true")
+    elif flag is not None:
+        clauses.append(f"{sa.EPISODE_FLAGS.name} = '{Flag(flag).value}'")
+    if open_only and status is None:
+        # Not yet upserted counts as open: a new episode is missing until its first task runs.
+        clauses.append(f"{sa.EPISODE_STATUS.name} != '{EpisodeStatus.CLOSED.value}'")
     return " AND ".join(clauses)
+
+
+async def count_episodes(client: Client, query: str) -> int:
+    """How many episodes match, from the visibility index (one call, no listing)."""
+    return (await client.count_workflows(query)).count
 
 
 async def list_episodes(
@@ -269,6 +284,12 @@ def _summary_from_visibility(execution: WorkflowExecution) -> EpisodeSummary:
         child_ref=attrs.get(sa.CHILD_REF),
         overdue_count=attrs.get(sa.OVERDUE_COUNT) or 0,
         next_deadline=attrs.get(sa.NEXT_DEADLINE),
+        flags=sorted(
+            [
+                *(attrs.get(sa.EPISODE_FLAGS) or ()),
+                *(["looked_after"] if attrs.get(sa.LOOKED_AFTER) else []),
+            ]
+        ),
     )
 
 

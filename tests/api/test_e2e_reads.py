@@ -206,3 +206,24 @@ async def test_alert_is_acknowledged_and_listed_as_overdue_on_the_drill_clock(
         closed = await eventually(approve, lambda r: r.status_code == 202, within=30)
         assert closed.json()["status"] == "accepted"
         assert (await state(drill, stack, ep))["status"] == "closed"
+
+
+async def test_list_by_flag_and_open_only(http: httpx.AsyncClient, stack: Stack) -> None:
+    """The dashboard's filters: `flag` (EpisodeFlags) and `open` (not closed)."""
+    child, cared_for, exploited = unique("C"), unique("EP"), unique("EP")
+    other = unique("EP")
+    await accepted(http, stack, report(cared_for, child, data={"child": {"looked_after": True}}))
+    await accepted(http, stack, report(exploited, child, data={"risk_factors": ["cse"]}))
+    await accepted(http, stack, report(other, child))
+
+    def ids(episodes: list[dict[str, Any]]) -> set[str]:
+        return {e["episode_id"] for e in episodes}
+
+    await listed(http, stack, lambda e: ids(e) == {cared_for}, child_ref=child, flag="looked_after")
+    await listed(http, stack, lambda e: ids(e) == {exploited}, child_ref=child, flag="cse")
+    everyone = {cared_for, exploited, other}
+    await listed(http, stack, lambda e: ids(e) == everyone, child_ref=child, open="true")
+    response = await http.get(
+        "/v1/episodes", params={"flag": "nonsense"}, headers=stack.headers(Role.OFFICER)
+    )
+    assert response.status_code == 422

@@ -1,0 +1,161 @@
+"""The dashboard's page timings at N open episodes.
+
+`python -m bench.pages [--episodes 2000 --reads 200 --batch 100]`: starts the stack as
+`mispers dev` does (bench/common.py), reports N open episodes (one in ten high risk) in
+CloudEvents batches, signs a sergeant in with a one-time link and times, one request at a
+time, the open-episodes page (six visibility counts, one page of 50, the audit record) and
+one episode's page (the episode's `state` query, the audit record) for random episodes.
+Targets: the open-episodes page p95 ≤ 300 ms, an episode's page p95 ≤ 150 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import re
+import time
+from typing import Any
+
+import httpx
+
+from bench.common import (
+    Figure,
+    console,
+    machine_info,
+    percentile,
+    print_figures,
+    print_machine,
+    progress,
+    report,
+    stack,
+    write_results,
+)
+from mispers.api.auth import load_secret
+from mispers.domain.types import Rank, Role
+from mispers.web.tickets import mint_ticket
+
+
+async def open_episodes(url: str, token: str, ids: list[str], batch: int) -> float:
+    """Report every episode, `batch` per request; the reports per second achieved."""
+    bar = progress()
+    started = time.perf_counter()
+    async with httpx.AsyncClient(
+        base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=300
+    ) as http:
+        with bar:
+            task = bar.add_task(f"reporting {len(ids)} episodes", total=len(ids))
+            for start in range(0, len(ids), batch):
+                chunk = ids[start : start + batch]
+                body = [
+                    report(e, f"C-{e}", "high" if (start + i) % 10 == 0 else "medium")
+                    for i, e in enumerate(chunk)
+                ]
+                answer = await http.post(
+                    "/v1/events",
+                    json=body,
+                    headers={"content-type": "application/cloudevents-batch+json"},
+                )
+                answer.raise_for_status()
+                refused = [item for item in answer.json() if item["status"] == "rejected"]
+                if refused:
+                    raise RuntimeError(f"{len(refused)} reports refused: {refused[0]}")
+                bar.advance(task, len(chunk))
+    return len(ids) / (time.perf_counter() - started)
+
+
+async def sign_in(http: httpx.AsyncClient, secret: bytes) -> None:
+    ticket = mint_ticket(secret, Role.SUPERVISOR, "SGT-BENCH", Rank.SERGEANT)
+    answer = await http.post("/ui/signin", data={"ticket": ticket})
+    page = await http.get(answer.headers["location"])
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf, "no CSRF token on the purpose page"
+    await http.post("/ui/purpose", data={"csrf_token": csrf.group(1), "purpose": "supervision"})
+
+
+async def timed(http: httpx.AsyncClient, path: str) -> float:
+    sent = time.perf_counter()
+    answer = await http.get(path)
+    took = time.perf_counter() - sent
+    if answer.status_code != 200:
+        raise RuntimeError(f"{path} answered {answer.status_code}")
+    return took
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    ids = [f"BP-{i:06d}" for i in range(args.episodes)]
+    with stack() as st:
+        service = st.add_service("pages")
+        rate = await open_episodes(service.url, service.token, ids, args.batch)
+        console.print(f"{args.episodes} episodes open ({rate:.1f} reports/s)")
+        secret = load_secret(service.settings(st.temporal_port), env={})
+        async with httpx.AsyncClient(base_url=service.url, timeout=60) as http:
+            await sign_in(http, secret)
+            # Visibility is eventually consistent: wait until the counts have them all.
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                page = await http.get("/ui/episodes")
+                found = re.search(r'id="count-open">(\d+)<', page.text)
+                if found and int(found.group(1)) >= args.episodes:
+                    break
+                await asyncio.sleep(1)  # polling the index, not waiting for work
+            rng = random.Random(7)
+            await timed(http, "/ui/episodes")  # warm the templates and the connection
+            bar = progress()
+            lists: list[float] = []
+            singles: list[float] = []
+            with bar:
+                task = bar.add_task("page views", total=2 * args.reads)
+                for _ in range(args.reads):
+                    lists.append(await timed(http, "/ui/episodes"))
+                    bar.advance(task)
+                    singles.append(await timed(http, f"/ui/episodes/{rng.choice(ids)}"))
+                    bar.advance(task)
+    return {
+        "episodes": args.episodes,
+        "reports_per_s": rate,
+        "list_p50": percentile(lists, 50),
+        "list_p95": percentile(lists, 95),
+        "episode_p50": percentile(singles, 50),
+        "episode_p95": percentile(singles, 95),
+        "reads": args.reads,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=2000)
+    parser.add_argument("--reads", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=100)
+    args = parser.parse_args()
+    info = machine_info()
+    print_machine(info)
+    result = asyncio.run(run(args))
+    print_figures(
+        f"dashboard pages at {args.episodes} open episodes",
+        [
+            Figure("reports/s while opening", result["reports_per_s"], "reports/s"),
+            Figure(
+                "GET /ui/episodes p95",
+                result["list_p95"] * 1000,
+                "ms",
+                "≤ 300 ms",
+                result["list_p95"] <= 0.3,
+                note=f"p50 {result['list_p50'] * 1000:.0f} ms, {args.reads} views",
+            ),
+            Figure(
+                "GET /ui/episodes/{id} p95",
+                result["episode_p95"] * 1000,
+                "ms",
+                "≤ 150 ms",
+                result["episode_p95"] <= 0.15,
+                note=f"p50 {result['episode_p50'] * 1000:.0f} ms, {args.reads} views",
+            ),
+        ],
+    )
+    path = write_results("pages", {"machine": info, "args": vars(args), "result": result})
+    console.print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
