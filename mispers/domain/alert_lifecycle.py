@@ -24,8 +24,8 @@ from mispers.policy.model import Policy
 
 ACK_TIMEOUT = "ack_timeout"
 
-# Until tokens carry a rank, the role stands for one: an officer is a constable, a supervisor
-# at least a sergeant. A rank on the actor (when tokens carry one) always wins.
+# An actor recorded before tokens carried a rank: the role stands for one (an officer is a
+# constable, a supervisor at least a sergeant). A rank on the actor always wins.
 _ROLE_RANK = {Role.OFFICER: Rank.OFFICER, Role.SUPERVISOR: Rank.SERGEANT}
 
 
