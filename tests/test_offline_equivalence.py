@@ -28,6 +28,7 @@ from mispers.domain.locations import parse_register
 from mispers.domain.state import EpisodeState
 from mispers.engine.client import EventRejected, get_episode_state, submit_event
 from mispers.offline import ChildRecords, Recorded, run_episode
+from mispers.offline.driver import STREAM_ACTOR
 from mispers.offline.synth import SynthEpisode, register_lookup, synthesize
 from mispers.policy import PinnedPolicy
 from testkit.factories import event, merge
@@ -194,10 +195,14 @@ async def test_workflow_and_offline_driver_agree_field_by_field(
     )
     scripted_id = f"EQ{run}-SCRIPTED"
     await scripted_episode(twin, scripted_id, f"EQ{run}-CS")
-    # every synthetic event, all episodes interleaved, at its own instant on the server's clock
+    # every synthetic event, all episodes interleaved, at its own instant on the server's clock,
+    # posted as the offline driver judges a stream from a file (the API would stamp a token's)
     timeline = sorted(
         (
-            EVENT_ADAPTER.validate_python({k: v for k, v in e.items() if k != "specversion"})
+            EVENT_ADAPTER.validate_python(
+                {k: v for k, v in e.items() if k != "specversion"}
+                | {"actor": STREAM_ACTOR.model_dump(mode="json")}
+            )
             for ep in synthetic
             for e in ep.events
         ),

@@ -17,14 +17,21 @@ from dataclasses import dataclass
 from mispers.domain import alert_lifecycle as lifecycle
 from mispers.domain import episode as rules
 from mispers.domain.child_record import ChildRecordState, record_episode
-from mispers.domain.events import AlertAcknowledged, EventBase
+from mispers.domain.events import Actor, AlertAcknowledged, EventBase
 from mispers.domain.locations import LocationOfConcern
 from mispers.domain.messages import EpisodeSummaryForChild, event_key
 from mispers.domain.refusals import EventRefused
 from mispers.domain.state import Alert, EpisodeState
+from mispers.domain.types import Rank, Role
 from mispers.policy.model import Policy
 
 Lookup = Callable[[str], list[LocationOfConcern]]
+
+
+# A stream read from a file (a synthetic year, a force's export) names no token: its events were
+# accepted when they happened, so they are judged as posted by the highest authority rather than
+# all refused for want of an actor. Events recorded by the service carry their own actor.
+STREAM_ACTOR = Actor(subject="recorded-stream", role=Role.SUPERVISOR, rank=Rank.SUPERINTENDENT)
 
 
 def no_locations(_: str) -> list[LocationOfConcern]:
@@ -122,6 +129,8 @@ class EpisodeRun:
     def event(self, item: Recorded) -> bool:
         """Apply one event at its recorded instant; False when it is a duplicate or refused."""
         event, now = item.event, item.recorded_at
+        if event.actor is None:
+            event = event.model_copy(update={"actor": STREAM_ACTOR})
         key = event_key(event)
         if key in self._keys or self._repeat_ack(event):
             self.duplicates += 1
