@@ -1,0 +1,66 @@
+"""What time brings: the missing-duration strategy meeting, escalation alerts, and when next to
+wake."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from mispers.domain import alert_lifecycle, ladder
+from mispers.domain.episode.context import Ctx, Effects, K
+from mispers.domain.episode.obligations import require_strategy_meeting
+from mispers.domain.state import Alert, EpisodeState
+from mispers.domain.types import EpisodeStatus
+from mispers.policy.model import Policy
+
+
+def advance(state: EpisodeState, policy: Policy, now: dt.datetime) -> list[Alert]:
+    """Everything time brings by `now`: time-triggered obligations, then escalation alerts."""
+    if state.alert_lifecycle:
+        alert_lifecycle.resolve_settled(state, now)
+    if state.status is EpisodeStatus.CLOSED or not state.reported:
+        return []
+    trigger = _missing_trigger_at(state, policy)
+    if trigger is not None and now >= trigger:
+        ctx = Ctx(state=state, policy=policy, now=now, event=None, effects=Effects())
+        hours = (trigger - (state.reported_at or trigger)).total_seconds() / 3600
+        require_strategy_meeting(ctx, f"missing for more than {hours:g} hours", trigger)
+        state.missing_trigger_done = True
+    assert state.risk is not None
+    interval = policy.escalation_interval.for_level(state.risk.level)
+    if state.alert_lifecycle:
+        alert_lifecycle.expire_acks(state, now)
+    raised: list[Alert] = []
+    for ob in state.outstanding():
+        raised += ladder.escalate(
+            ob, episode_id=state.episode_id, now=now, interval=interval, ranks=policy.ranks
+        )
+    state.alerts.extend(raised)
+    if state.alert_lifecycle:
+        alert_lifecycle.raised(state, raised)
+    return raised
+
+
+def next_wakeup(state: EpisodeState, policy: Policy) -> dt.datetime | None:
+    """The next instant `advance` has work to do; None when nothing is scheduled."""
+    if state.status is EpisodeStatus.CLOSED:
+        return None
+    times = [o.next_escalation_at for o in state.outstanding() if o.next_escalation_at]
+    trigger = _missing_trigger_at(state, policy)
+    if trigger is not None:
+        times.append(trigger)
+    expiry = alert_lifecycle.next_expiry(state) if state.alert_lifecycle else None
+    if expiry is not None:
+        times.append(expiry)
+    return min(times) if times else None
+
+
+def _missing_trigger_at(state: EpisodeState, policy: Policy) -> dt.datetime | None:
+    rule = policy.rule(K.STRATEGY_MEETING)
+    if (
+        rule.missing_trigger is None
+        or state.status is not EpisodeStatus.MISSING
+        or state.reported_at is None
+        or state.missing_trigger_done
+    ):
+        return None
+    return state.reported_at + rule.missing_trigger
