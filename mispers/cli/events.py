@@ -203,6 +203,12 @@ def send(
     role: Annotated[
         Role, typer.Option("--role", help="Role of the locally signed token (without --token).")
     ] = Role.SYSTEM,
+    rank: Annotated[
+        Rank | None,
+        typer.Option(
+            "--rank", help="Rank of the locally signed token (default: the role's own rank)."
+        ),
+    ] = None,
 ) -> None:
     """Post CloudEvents from a file (in order; batches of up to 50) and summarise the outcome.
     Exits 1 if any event was refused."""
@@ -210,7 +216,7 @@ def send(
     events = read_events(file)
     summary = SendSummary()
     with (
-        _client(settings, url, token, role) as client,
+        _client(settings, url, token, role, rank=rank) as client,
         Progress(
             TextColumn("sending"),
             BarColumn(),
@@ -412,7 +418,12 @@ def _get(client: httpx.Client, path: str, params: dict[str, str | int]) -> dict[
 
 
 def _client(
-    settings: Settings, url: str | None, token: str | None, role: Role, purpose: str | None = None
+    settings: Settings,
+    url: str | None,
+    token: str | None,
+    role: Role,
+    purpose: str | None = None,
+    rank: Rank | None = None,
 ) -> httpx.Client:
     """An API client with a token (signed locally unless given) and, for reads, the purpose the
     access audit records (`X-Mispers-Purpose`)."""
@@ -425,8 +436,10 @@ def _client(
         headers[PURPOSE_HEADER] = purpose
     if token is None:
         try:
-            token = mint_token(load_secret(settings), role, f"cli:{getpass.getuser()}"[:200])
-        except SecretError as exc:
+            token = mint_token(
+                load_secret(settings), role, f"cli:{getpass.getuser()}"[:200], rank=rank
+            )
+        except (SecretError, RankError) as exc:
             raise fail(f"{exc} (or pass --token)") from None
     return httpx.Client(
         base_url=url or default_url(settings),

@@ -54,7 +54,9 @@ async def test_a_synthetic_stream_posts_to_the_service(stack: Stack, tmp_path: P
     events = [json.loads(line) for line in feed.read_text().splitlines()]
     episodes = {e["subject"] for e in events}
     assert len(episodes) == 8
-    code, output = await cli(stack, "send", str(feed), "--role", "supervisor")
+    code, output = await cli(
+        stack, "send", str(feed), "--role", "supervisor", "--rank", "superintendent"
+    )
     acks = sum(1 for e in events if e["type"] == "mispers.alert.acknowledged")
     if "refused, by reason" in output:  # only acknowledgements of alerts not yet raised
         table = output.split("refused, by reason")[1].split("first refusals")[0]
