@@ -64,6 +64,7 @@ from mispers.domain.refusals import EventRefused
 from mispers.domain.state import Alert, EpisodeState
 from mispers.engine.client import connect, get_episode_state
 from mispers.offline import owed_alerts as offline_owed_alerts
+from mispers.offline.driver import STREAM_ACTOR
 from mispers.policy import PinnedPolicy, Policy, load_policy
 
 # A 503 says "sending again is safe": the ramp sends again with back-off, as a real source
@@ -246,6 +247,8 @@ def owed_by_streams(
             if body is None:
                 break
             event = _event(body)
+            if event.actor is None:  # the service stamped the posting token's; all were accepted
+                event = event.model_copy(update={"actor": STREAM_ACTOR})
             if event_key(event) in state.event_keys:
                 continue
             try:
