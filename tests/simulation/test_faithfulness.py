@@ -29,7 +29,7 @@ from mispers.analytics.store import open_store
 from mispers.api.validation import EVENT_ADAPTER
 from mispers.config import Settings
 from mispers.domain.locations import parse_register
-from mispers.offline.synth import register_lookup, synthesize
+from mispers.offline.synth import SynthEpisode, register_lookup, synthesize
 from mispers.policy import PinnedPolicy
 from mispers.simulation import run as sim
 from mispers.simulation.sources import from_store
@@ -65,7 +65,7 @@ async def test_the_baseline_simulated_raises_the_alerts_the_workflows_raised(
     start = (await twin.now()) + dt.timedelta(minutes=5)
     register = parse_register(REGISTER)
 
-    def streams(seed: int) -> list[sim.Compared] | list[object]:
+    def streams(seed: int) -> list[SynthEpisode]:
         return list(
             synthesize(
                 8, 30, seed, pinned.policy, start,
@@ -77,14 +77,14 @@ async def test_the_baseline_simulated_raises_the_alerts_the_workflows_raised(
     synthetic = next(
         eps
         for eps in map(streams, range(1, 100))
-        if len({e.state.child_ref for e in eps}) < len(eps)  # type: ignore[attr-defined]
-        and any(e.state.location_hits for e in eps)  # type: ignore[attr-defined]
+        if len({e.state.child_ref for e in eps}) < len(eps)
+        and any(e.state.location_hits for e in eps)
     )
     timeline = sorted(
         (
             EVENT_ADAPTER.validate_python({k: v for k, v in e.items() if k != "specversion"})
             for ep in synthetic
-            for e in ep.events  # type: ignore[attr-defined]
+            for e in ep.events
         ),
         key=lambda ev: ev.time,
     )
@@ -92,7 +92,7 @@ async def test_the_baseline_simulated_raises_the_alerts_the_workflows_raised(
         await twin.at(ev.time)
         assert await twin.send(ev), f"the workflow refused {ev.type} of {ev.subject}"
     until = await twin.now()
-    ids = [ep.episode_id for ep in synthetic]  # type: ignore[attr-defined]
+    ids = [ep.episode_id for ep in synthetic]
     states = {episode_id: await twin.state(episode_id) for episode_id in ids}
     store = open_store(settings.data_dir, settings.analytics)
     # the open ones as `mispers export --open` snapshots them; the closed wrote theirs at close
