@@ -176,3 +176,24 @@ def test_a_malformed_candidate_is_refused_with_file_field_and_rule(
     assert code == 2 and result is None
     flat = " ".join(output.split())
     assert "bad.toml" in flat and "escalation_interval.high" in flat and "not a duration" in flat
+
+
+def test_the_committed_example_comparison_shows_the_difference_it_claims() -> None:
+    """docs/examples/simulation.{json,html}: the contract's shape, a meaningful difference, the
+    same figures in both, small enough to commit (the run above proves it still renders)."""
+    folder = repo_root() / "docs" / "examples"
+    result = json.loads((folder / "simulation.json").read_text())
+    page = (folder / "simulation.html").read_text()
+    assert (folder / "simulation.html").stat().st_size < 1_000_000
+    assert result["weaker_than_national"] == []
+    base, cand = result["baseline"], result["candidate"]
+    for side in (base, cand):
+        assert set(side["alerts_by_rank"]) <= {"sergeant", "inspector", "superintendent"}
+        assert side["alerts_total"] == sum(side["alerts_by_rank"].values())
+        assert side["overdue_total"] == sum(side["overdue_by_kind"].values())
+        assert f"{side['alerts_total']:,}" in page
+    assert cand["alerts_total"] > 1.5 * base["alerts_total"]
+    kind = "social_services_notified_missing"
+    assert cand["overdue_by_kind"][kind] > base["overdue_by_kind"][kind]
+    assert "candidate-policy.toml" in result["policies"]["candidate"]
+    assert page.count("<svg") >= 2 and "as they happened" in page
