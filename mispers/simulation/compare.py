@@ -61,8 +61,9 @@ def _side(outcomes: Iterable[Outcome], days: int) -> dict[str, Any]:
     for o in outcomes:
         for a in o.alerts:
             by_rank[a.rank] += 1
-            how.setdefault(a.rank, [0] * 168)[hour_of_week(a.raised_at)] += 1
-            if is_night(a.raised_at):
+            local = a.raised_at.astimezone(LONDON)
+            how.setdefault(a.rank, [0] * 168)[local.weekday() * 24 + local.hour] += 1
+            if local.hour >= NIGHT_FROM or local.hour < NIGHT_TO:
                 night[a.rank] += 1
         for kind, minutes in o.overdue:
             overdue[kind] += 1

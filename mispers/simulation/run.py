@@ -11,7 +11,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from mispers.domain.locations import LocationOfConcern
 from mispers.domain.types import ObligationStatus
@@ -25,8 +25,9 @@ CHUNK_EVENTS = 20_000
 _RESOLVED = (ObligationStatus.MET, ObligationStatus.WAIVED, ObligationStatus.LAPSED)
 
 
-@dataclass(frozen=True)
-class AlertSeen:
+class AlertSeen(NamedTuple):
+    """A tuple: a year raises millions, each made in a worker and sent back to the parent."""
+
     alert_id: str
     rank: str
     kind: str
