@@ -44,10 +44,14 @@ def _ids(ids: list[str]) -> str:
     return ": " + _e(", ".join(ids)) if ids else ""
 
 
-def _delta(b: float, c: float) -> str:
+def _delta(b: float, c: float, share: bool = False) -> str:
     cls = "up" if c > b else "down" if c < b else ""
-    sign = "+" if c > b else ""
-    change = f"{sign}{_num(c - b)}" if isinstance(c - b, int) else f"{sign}{c - b:,.2f}"
+    if share:
+        change = f"{(c - b) * 100:+.1f} pts" if c != b else "0"
+    elif isinstance(b, int) and isinstance(c, int):
+        change = f"{c - b:+,}" if c != b else "0"
+    else:
+        change = f"{c - b:+,.2f}" if c != b else "0"
     return f'<td class="{cls}">{change}</td>'
 
 
@@ -58,7 +62,8 @@ def _rows(base: dict[str, Any], cand: dict[str, Any], share: bool = False) -> st
         shown_b = f"{b:.0%}" if share else _num(b)
         shown_c = f"{c:.0%}" if share else _num(c)
         out.append(
-            f"<tr><td>{_label(key)}</td><td>{shown_b}</td><td>{shown_c}</td>{_delta(b, c)}</tr>"
+            f"<tr><td>{_label(key)}</td><td>{shown_b}</td><td>{shown_c}</td>"
+            f"{_delta(b, c, share)}</tr>"
         )
     return "".join(out)
 
