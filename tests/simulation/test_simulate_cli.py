@@ -197,3 +197,20 @@ def test_the_committed_example_comparison_shows_the_difference_it_claims() -> No
     assert cand["overdue_by_kind"][kind] > base["overdue_by_kind"][kind]
     assert "candidate-policy.toml" in result["policies"]["candidate"]
     assert page.count("<svg") >= 2 and "as they happened" in page
+
+
+def test_a_period_and_another_baseline(period: tuple[Path, dict[str, str]]) -> None:
+    root, _ = period
+    events = [json.loads(line) for line in (root / "period.ndjson").read_text().splitlines()]
+    reported = [e["time"][:10] for e in events if e["type"] == "mispers.episode.reported"]
+    expected = sum(1 for day in reported if "2026-03-01" <= day <= "2026-03-10")
+    code, output, result = simulate(
+        period, "--policy", str(SHIPPED), "--baseline", str(EXAMPLE),
+        "--from", "2026-03-01", "--to", "2026-03-10", "--source", str(root / "period.ndjson"),
+    )  # fmt: skip
+    assert code == 0, output
+    assert 0 < result["episodes"] == expected < 300
+    assert result["period"] == {"from": "2026-03-01", "to": "2026-03-10", "days": 10}
+    assert "candidate-policy.toml" in result["policies"]["baseline"]
+    # the shipped policy, as the candidate against the example, escalates less
+    assert result["candidate"]["alerts_total"] < result["baseline"]["alerts_total"]
