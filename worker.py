@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.alerts import AlertActivities, AlertSink, sinks_from_settings
+from activities.alerts import AlertActivities, AlertSink, pager_from_settings, sinks_from_settings
 from activities.analytics import AnalyticsActivities
 from activities.child_record import ChildRecordActivities
 from activities.locations import LocationActivities, LocationsRegister
@@ -35,7 +35,7 @@ HEALTH_FILE = "worker.health"
 HEALTH_INTERVAL = 5.0
 
 # Pure-domain modules and pydantic are passed through the sandbox rather than re-imported for
-# every workflow run: the sandbox is most of the worker's CPU (DESIGN.md).
+# every workflow run: the sandbox is most of the worker's CPU (docs/architecture.md, engine notes).
 PASSTHROUGH = ("mispers", "activities", "pydantic", "pydantic_core", "annotated_types")
 
 
@@ -48,7 +48,9 @@ def build_worker(
     identity: str | None = None,
 ) -> Worker:
     register = LocationsRegister(settings.locations_of_concern)
-    alerts = AlertActivities(sinks if sinks is not None else sinks_from_settings(settings))
+    alerts = AlertActivities(
+        sinks if sinks is not None else sinks_from_settings(settings), pager_from_settings(settings)
+    )
     child_records = ChildRecordActivities(client)
     locations = LocationActivities(register)
     analytics = AnalyticsActivities(open_store(settings.data_dir, settings.analytics))

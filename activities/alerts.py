@@ -9,17 +9,25 @@ server, keeps its progress in heartbeat details and skips the sinks already reac
 long outage of one sink costs no history and never re-sends to the others.
 
 Episodes started before the local round (no `workflow.patched` marker) replay `deliver_alerts`
-alone, as they ran it."""
+alone, as they ran it.
+
+Each batch is one step of the alerts' lifecycle (`transition`: triggered, acknowledged,
+resolved; a batch of an episode from before the lifecycle is a trigger). A triggered alert is
+addressed here: the rota names the person on duty for its rank (or the acknowledger, paged again
+when their time ran out) and the alert carries a signed acknowledgement link for them; the local
+round answers both, so the episode records who was paged."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
 
 import aiosmtplib
 import httpx
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -29,9 +37,13 @@ from mispers.domain.messages import (
     AlertDelivery,
     DeliverAlertsInput,
     DeliverAlertsOnceInput,
+    Paged,
 )
 from mispers.domain.state import Alert
+from mispers.domain.types import AlertState
 from mispers.logs import get_logger
+from mispers.rota import RotaFile
+from mispers.security import ack_links
 
 log = get_logger("mispers.alerts")
 
@@ -41,7 +53,26 @@ ALERTS_RAISED = Counter(
     ["rank"],
 )
 
-# Only these fields leave the engine: ids, kinds, ranks and times; never child data.
+ACK_SECONDS = Histogram(
+    "mispers_alert_time_to_ack_seconds",
+    "Time from an alert's trigger to its acknowledgement, by the alert's rank.",
+    ["rank"],
+    buckets=(60, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400),
+)
+ACK_TIMEOUTS = Counter(
+    "mispers_alert_ack_timeouts",
+    "Acknowledgements that lapsed with the obligation open, re-triggering and re-escalating "
+    "the alert, by the alert's rank.",
+    ["rank"],
+)
+UNSTAFFED = Counter(
+    "mispers_alerts_unstaffed",
+    "Alerts for a rank the rota named nobody on duty for, by rank.",
+    ["rank"],
+)
+
+# Only these fields leave the engine: ids, kinds, ranks, times and the officer paged; never
+# child data.
 ALERT_FIELDS = (
     "alert_id",
     "episode_id",
@@ -51,18 +82,44 @@ ALERT_FIELDS = (
     "escalation_level",
     "rank",
     "raised_at",
+    "scheduled_at",
+    "state",
+    "acknowledged_by",
+    "acknowledged_at",
+    "ack_expires_at",
+    "resolved_at",
+    "recipient",
+    "unstaffed",
+    "ack_url",
+    "risk_level",
 )
 
 
+@dataclass(frozen=True)
+class Notice:
+    """One alert at one step of its lifecycle, as every sink receives it."""
+
+    alert: Alert
+    transition: AlertState
+    reason: str | None = None
+
+    def payload(self) -> dict[str, object]:
+        data = self.alert.model_dump(mode="json")
+        return {name: data[name] for name in ALERT_FIELDS} | {
+            "transition": self.transition.value,
+            "dedup_key": self.alert.alert_id,
+            "reason": self.reason,
+        }
+
+
 def alert_payload(alert: Alert) -> dict[str, object]:
-    data = alert.model_dump(mode="json")
-    return {name: data[name] for name in ALERT_FIELDS} | {"scheduled_at": data["scheduled_at"]}
+    return Notice(alert, AlertState.TRIGGERED).payload()
 
 
 class AlertSink(Protocol):
     name: str
 
-    async def send(self, alerts: Sequence[Alert]) -> None: ...
+    async def send(self, notices: Sequence[Notice]) -> None: ...
 
 
 class LogSink:
@@ -70,9 +127,11 @@ class LogSink:
 
     name = "log"
 
-    async def send(self, alerts: Sequence[Alert]) -> None:
-        for alert in alerts:
-            log.warning("obligation overdue", **alert_payload(alert))
+    async def send(self, notices: Sequence[Notice]) -> None:
+        for notice in notices:
+            payload = notice.payload()
+            payload.pop("ack_url")  # a credential: not for the log
+            log.warning(f"alert {notice.transition.value}", **payload)
 
 
 class WebhookSink:
@@ -84,42 +143,94 @@ class WebhookSink:
         self.url = url
         self._client = httpx.AsyncClient(timeout=timeout)
 
-    async def send(self, alerts: Sequence[Alert]) -> None:
-        for alert in alerts:
-            response = await self._client.post(self.url, json=alert_payload(alert))
+    async def send(self, notices: Sequence[Notice]) -> None:
+        for notice in notices:
+            response = await self._client.post(self.url, json=notice.payload())
             if not response.is_success:
                 raise RuntimeError(f"webhook answered {response.status_code}")
 
 
+_SUBJECTS = {
+    AlertState.TRIGGERED: "overdue obligation(s) on episode {episode}: escalated to {rank}",
+    AlertState.ACKNOWLEDGED: "alert(s) on episode {episode} acknowledged",
+    AlertState.RESOLVED: "alert(s) on episode {episode} resolved",
+}
+
+
 class EmailSink:
+    """To the person the rota paged; to `MISPERS_ALERT_EMAIL_TO` when it named nobody."""
+
     name = "email"
 
     def __init__(self, host: str, port: int, sender: str, recipients: Sequence[str]) -> None:
         self.host, self.port, self.sender, self.recipients = host, port, sender, list(recipients)
 
-    async def send(self, alerts: Sequence[Alert]) -> None:
+    async def send(self, notices: Sequence[Notice]) -> None:
+        by_address: dict[tuple[str, ...], list[Notice]] = {}
+        for notice in notices:
+            recipient = notice.alert.recipient
+            to = (recipient.email,) if recipient else tuple(self.recipients)
+            if to:
+                by_address.setdefault(to, []).append(notice)
+        for to, group in by_address.items():
+            await aiosmtplib.send(
+                self._message(to, group), hostname=self.host, port=self.port, timeout=10
+            )
+
+    def _message(self, to: Sequence[str], notices: Sequence[Notice]) -> EmailMessage:
         message = EmailMessage()
-        first = alerts[0]
+        first = notices[0]
         message["From"] = self.sender
-        message["To"] = ", ".join(self.recipients)
-        message["Subject"] = (
-            f"[Mispers] {len(alerts)} overdue obligation(s) on episode {first.episode_id}: "
-            f"escalated to {first.rank.value}"
+        message["To"] = ", ".join(to)
+        subject = _SUBJECTS[first.transition].format(
+            episode=first.alert.episode_id, rank=first.alert.rank.value
         )
-        lines = [
-            f"{a.alert_id}: {a.kind.value} due {a.due_at.isoformat()} — level "
-            f"{a.escalation_level}, to the {a.rank.value}"
-            for a in alerts
-        ]
+        message["Subject"] = f"[Mispers] {len(notices)} {subject}"
+        lines: list[str] = []
+        for notice in notices:
+            a = notice.alert
+            lines.append(
+                f"{a.alert_id}: {a.kind.value} due {a.due_at.isoformat()} — level "
+                f"{a.escalation_level}, to the {a.rank.value} ({notice.transition.value})"
+            )
+            if a.unstaffed and notice.transition is AlertState.TRIGGERED:
+                lines.append(f"  Nobody is on duty for the {a.rank.value} on the rota.")
+            if notice.reason == "ack_timeout":
+                lines.append("  The acknowledgement lapsed with the work undone: act now.")
+            if a.ack_url and notice.transition is AlertState.TRIGGERED:
+                lines.append(f"  Acknowledge: {a.ack_url}")
         message.set_content("\n".join(lines) + "\n")
-        await aiosmtplib.send(message, hostname=self.host, port=self.port, timeout=10)
+        return message
+
+
+class Pager:
+    """Addresses triggered alerts: the person on duty (or the acknowledger paged again) and a
+    signed link bound to them and to the alert."""
+
+    def __init__(self, rota: RotaFile, secret: bytes | None, public_url: str) -> None:
+        self.rota, self.secret, self.public_url = rota, secret, public_url
+
+    def address(self, alert: Alert, notify: str | None) -> Paged:
+        on_duty = self.rota.on_duty(alert.rank, alert.raised_at)
+        unstaffed = self.rota.path is not None and on_duty is None
+        recipient = (self.rota.person(notify) if notify else None) or on_duty
+        if self.secret is None:
+            return Paged(recipient=recipient, unstaffed=unstaffed)
+        link = ack_links.AckLink(
+            alert_id=alert.alert_id,
+            person_id=recipient.person_id if recipient else (notify or f"on-call:{alert.rank}"),
+            rank=alert.rank,
+            expires_at=max(alert.raised_at, dt.datetime.now(dt.UTC)) + ack_links.LIFETIME,
+        )
+        url = ack_links.url(self.public_url, self.secret, link)
+        return Paged(recipient=recipient, ack_url=url, unstaffed=unstaffed)
 
 
 def sinks_from_settings(settings: Settings) -> list[AlertSink]:
     sinks: list[AlertSink] = [LogSink()]
     if settings.alert_webhook_url:
         sinks.append(WebhookSink(settings.alert_webhook_url))
-    if settings.smtp_host and settings.alert_email_to:
+    if settings.smtp_host and (settings.alert_email_to or settings.rota):
         sinks.append(
             EmailSink(
                 settings.smtp_host,
@@ -128,12 +239,23 @@ def sinks_from_settings(settings: Settings) -> list[AlertSink]:
                 settings.alert_email_to,
             )
         )
+    if settings.pagerduty_routing_key:
+        from activities.pagerduty import PagerDutySink
+
+        sinks.append(PagerDutySink(settings.pagerduty_routing_key, settings.pagerduty_url))
     return sinks
 
 
+def pager_from_settings(settings: Settings) -> Pager:
+    from mispers.api.auth import load_secret
+
+    return Pager(RotaFile(settings.rota), load_secret(settings), settings.effective_public_url)
+
+
 class AlertActivities:
-    def __init__(self, sinks: Sequence[AlertSink]) -> None:
+    def __init__(self, sinks: Sequence[AlertSink], pager: Pager | None = None) -> None:
         self._sinks = list(sinks)
+        self._pager = pager or Pager(RotaFile(None), None, "")
 
     @activity.defn
     async def deliver_alerts(self, input: DeliverAlertsInput) -> list[str]:
@@ -160,19 +282,34 @@ class AlertActivities:
         if activity.info().attempt == 1:
             _count_raised(input.batch)
         delivered: list[str] = []
-        failed = await self._round(input.batch, set(), delivered.append)
-        return AlertDelivery(delivered=delivered, failed=failed)
+        paged = self._address(input.batch)
+        if activity.info().attempt == 1:
+            _count_unstaffed(input.batch, paged)
+        failed = await self._round(input.batch, set(), delivered.append, paged)
+        return AlertDelivery(delivered=delivered, failed=failed, paged=paged)
+
+    def _address(self, batch: AlertBatch) -> dict[str, Paged]:
+        if batch.transition is not AlertState.TRIGGERED:
+            return {}
+        return {a.alert_id: self._pager.address(a, batch.notify) for a in batch.alerts}
 
     async def _round(
-        self, batch: AlertBatch, done: set[str], took: Callable[[str], None]
+        self,
+        batch: AlertBatch,
+        done: set[str],
+        took: Callable[[str], None],
+        paged: dict[str, Paged] | None = None,
     ) -> list[str]:
         """Send to every sink not in `done`; answer the ones that failed."""
         failed: list[str] = []
+        if paged is None:
+            paged = self._address(batch)
+        notices = _notices(batch, paged)
         for sink in self._sinks:
             if sink.name in done:
                 continue
             try:
-                await sink.send(batch.alerts)
+                await sink.send(notices)
             except Exception as exc:
                 failed.append(sink.name)
                 log.warning(
@@ -187,6 +324,40 @@ class AlertActivities:
         return failed
 
 
+def _notices(batch: AlertBatch, paged: dict[str, Paged]) -> list[Notice]:
+    transition = batch.transition or AlertState.TRIGGERED
+    notices: list[Notice] = []
+    for alert in batch.alerts:
+        address = paged.get(alert.alert_id)
+        if address is not None:
+            alert = alert.model_copy(
+                update={
+                    "recipient": address.recipient,
+                    "ack_url": address.ack_url,
+                    "unstaffed": address.unstaffed,
+                }
+            )
+        notices.append(Notice(alert, transition, batch.reason))
+    return notices
+
+
 def _count_raised(batch: AlertBatch) -> None:
     for alert in batch.alerts:
-        ALERTS_RAISED.labels(rank=alert.rank.value).inc()
+        rank = alert.rank.value
+        if batch.transition is None or (
+            batch.transition is AlertState.TRIGGERED and batch.reason is None
+        ):
+            ALERTS_RAISED.labels(rank=rank).inc()
+        elif batch.transition is AlertState.TRIGGERED:
+            ACK_TIMEOUTS.labels(rank=rank).inc()
+        elif batch.transition is AlertState.ACKNOWLEDGED and alert.acknowledged_at:
+            waited = (alert.acknowledged_at - alert.raised_at).total_seconds()
+            ACK_SECONDS.labels(rank=rank).observe(max(waited, 0.0))
+
+
+def _count_unstaffed(batch: AlertBatch, paged: dict[str, Paged]) -> None:
+    if batch.reason is not None:
+        return
+    for alert in batch.alerts:
+        if paged.get(alert.alert_id, Paged()).unstaffed:
+            UNSTAFFED.labels(rank=alert.rank.value).inc()

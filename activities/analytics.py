@@ -23,9 +23,7 @@ class AnalyticsActivities:
 
     @activity.defn
     async def export_episode_record(self, input: ExportRecordInput) -> None:
+        """Run as a local activity: a file write on the worker's own disk (or mount), with no
+        task to route through the server and no activity left in flight there."""
         # the store's file I/O (and its wait for the DuckDB file's lock) off the event loop
-        task = asyncio.ensure_future(asyncio.to_thread(self._store.write, [input.record]))
-        while not task.done():
-            await asyncio.wait({task}, timeout=1.0)
-            activity.heartbeat()
-        task.result()
+        await asyncio.to_thread(self._store.write, [input.record])

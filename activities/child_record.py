@@ -10,6 +10,7 @@ from temporalio import activity
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
+from mispers.domain.child_record import ChildRecordInput
 from mispers.domain.messages import (
     CHILD_RECORD_WORKFLOW,
     ChildHistory,
@@ -29,8 +30,6 @@ class ChildRecordActivities:
 
     @activity.defn
     async def sync_child_record(self, input: SyncChildRecordInput) -> ChildHistory:
-        from workflows.child_record import ChildRecordInput
-
         info = activity.info()
         record_input = ChildRecordInput(child_ref=input.child_ref)
         if input.max_history_events is not None:

@@ -1,4 +1,4 @@
-"""Alert timeliness, memory and supervisor reads at scale (issue 5 items 2 and 3).
+"""Alert timeliness, memory and supervisor reads at scale.
 
 One embedded dev server (flags of `make run`), one Mispers worker and API, all at a drill time
 scale (MISPERS_TIME_SCALE) so that deadlines fall inside the run, with a webhook receiver in

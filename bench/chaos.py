@@ -1,4 +1,4 @@
-"""The fault drill (issue 5): episodes' full event streams posted to the real API while the
+"""The fault drill: episodes' full event streams posted to the real API while the
 worker, the embedded Temporal server and the API are SIGKILLed and restarted; then every
 episode is checked. Exits 1 if anything was lost, recorded twice, non-deterministic, left in
 the wrong status, or if an alert that fell due never reached the webhook.

@@ -1,4 +1,4 @@
-"""The fault drill of issue 5, shared by `bench/chaos.py` (1,000 episodes) and the suite's small
+"""The fault drill, shared by `bench/chaos.py` (1,000 episodes) and the suite's small
 version (`tests/test_chaos_drill.py`): one implementation, two sizes.
 
 The whole service runs as it does in production, each part its own process: the embedded
@@ -48,9 +48,9 @@ from mispers.domain.types import Role
 from mispers.engine.client import connect
 from mispers.engine.embedded import start_dev_command
 from mispers.security.keyring import KeyRing
-from tests.conftest import eventually
-from tests.factories import envelope
-from tests.receivers import WebhookReceiver, free_port, webhook_receiver
+from testkit.factories import envelope
+from testkit.receivers import WebhookReceiver, free_port, webhook_receiver
+from testkit.waiting import eventually
 from worker import HEALTH_FILE
 
 SOURCE = "bench/chaos"

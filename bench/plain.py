@@ -1,5 +1,5 @@
 """`python -m bench.plain worker|api`: Mispers with the payload codec switched off, for the
-codec-overhead figure of the ingest benchmark only (issue 7).
+codec-overhead figure of the ingest benchmark only.
 
 The service has no setting that turns encryption off (on purpose: it must never write child
 data in plain text). This launcher replaces `mispers.engine.client.data_converter`, which

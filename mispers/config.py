@@ -9,9 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mispers.domain.messages import TASK_QUEUE
+from mispers.engine.connection import TemporalConnection, load_connection
+from mispers.errors import ConfigError
 
-class ConfigError(Exception):
-    """A setting that cannot be used; the message names the variable and the rule."""
+__all__ = ["ConfigError", "Settings", "load_settings"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Settings:
     alert_email_to: tuple[str, ...] = ()
     alert_email_from: str = "mispers@localhost"
     locations_of_concern: Path | None = None
-    task_queue: str = "mispers"
+    task_queue: str = TASK_QUEUE
     # The worker's own Prometheus endpoint (alerts raised by rank); unset = not served.
     worker_metrics_port: int | None = None
     # Where the API finds the worker's metrics to append to its own /metrics (`mispers dev`).
@@ -42,6 +44,14 @@ class Settings:
     worker_cache: int = 1000
     # Where analytics records go: unset = a DuckDB file in the data dir; a directory = Parquet.
     analytics: str | None = None
+    # TLS / mTLS / API key towards an external Temporal, checked and read once at start.
+    connection: TemporalConnection = field(default_factory=TemporalConnection, repr=False)
+    # Who is on duty for each rank (a CSV file); unset = every alert to MISPERS_ALERT_EMAIL_TO.
+    rota: Path | None = None
+    pagerduty_routing_key: str | None = field(default=None, repr=False)
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    # Where the signed acknowledgement links in alerts point (this API as people reach it).
+    public_url: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -51,6 +61,10 @@ class Settings:
     @property
     def effective_temporal_address(self) -> str:
         return self.temporal_address or f"127.0.0.1:{self.embedded_temporal_port}"
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
     @property
     def temporal_db_path(self) -> Path:
@@ -108,9 +122,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if bool(smtp_username) != bool(smtp_password):
         raise ConfigError("MISPERS_SMTP_USERNAME and MISPERS_SMTP_PASSWORD go together: set both")
     # Temporal TLS / mTLS / API key (mispers/engine/connection.py): checked here, at start.
-    from mispers.engine.connection import load_connection
-
-    load_connection(env)
+    connection = load_connection(env)
     return Settings(
         data_dir=Path(env.get("MISPERS_DATA_DIR") or ".mispers"),
         http_host=env.get("MISPERS_HTTP_HOST") or "127.0.0.1",
@@ -126,7 +138,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alert_email_to=email_to,
         alert_email_from=env.get("MISPERS_ALERT_EMAIL_FROM") or "mispers@localhost",
         locations_of_concern=_path(env, "MISPERS_LOCATIONS_OF_CONCERN", must_exist=False),
-        task_queue=env.get("MISPERS_TASK_QUEUE") or "mispers",
+        task_queue=env.get("MISPERS_TASK_QUEUE") or TASK_QUEUE,
         smtp_username=smtp_username,
         smtp_password=smtp_password,
         worker_metrics_port=(
@@ -137,5 +149,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_metrics_url=_url(env, "MISPERS_WORKER_METRICS_URL"),
         worker_cache=_int(env, "MISPERS_WORKER_CACHE", 1000, lo=0, hi=1_000_000),
         analytics=env.get("MISPERS_ANALYTICS") or None,
+        connection=connection,
+        rota=_path(env, "MISPERS_ROTA", must_exist=False),
+        pagerduty_routing_key=env.get("MISPERS_PAGERDUTY_ROUTING_KEY") or None,
+        pagerduty_url=_url(env, "MISPERS_PAGERDUTY_URL")
+        or "https://events.pagerduty.com/v2/enqueue",
+        public_url=_url(env, "MISPERS_PUBLIC_URL"),
         extra={k: v for k, v in env.items() if k.startswith("MISPERS_")},
     )

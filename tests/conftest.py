@@ -4,12 +4,11 @@ pip-installed binaries (nothing downloads), started once per session."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import TypeVar
 
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
@@ -22,13 +21,14 @@ from mispers.engine.client import data_converter
 from mispers.engine.embedded import TUNING_ARGS, venv_binary
 from mispers.engine.search_attributes import ALL as SEARCH_ATTRIBUTES
 from mispers.policy import PinnedPolicy, Policy, load_policy
+from testkit.waiting import eventually as eventually  # tests import it from here
 
 T = TypeVar("T")
 STARTUP = timedelta(seconds=30)
 
 
 async def _twice(start: Callable[[], Awaitable[T]]) -> T:
-    """The SDK's server fixtures occasionally miss their start-up window (DESIGN.md): retry once."""
+    """The SDK's server fixtures occasionally miss their start-up window: retry once."""
     try:
         return await start()
     except Exception:
@@ -108,49 +108,6 @@ def policy() -> Policy:
 @pytest.fixture(scope="session")
 def pinned(policy: Policy) -> PinnedPolicy:
     return PinnedPolicy.pin(policy)
-
-
-@overload
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    until: Callable[[T], bool],
-    within: float = ...,
-    interval: float = ...,
-) -> T: ...
-
-
-@overload
-async def eventually(
-    probe: Callable[[], T],
-    until: Callable[[T], bool],
-    within: float = ...,
-    interval: float = ...,
-) -> T: ...
-
-
-async def eventually(
-    probe: Callable[[], Any],
-    until: Callable[[Any], bool],
-    within: float = 20.0,
-    interval: float = 0.05,
-) -> Any:
-    """Poll `probe` until `until(value)` holds or fail after `timeout` seconds (no blind sleeps)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-
-    async def read() -> Any:
-        value = probe()
-        if inspect.isawaitable(value):
-            return await value
-        return value
-
-    value = await read()
-    while not until(value):
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within}s; last value: {value!r}")
-        await asyncio.sleep(interval)
-        value = await read()
-    return value
 
 
 def repo_root() -> Path:

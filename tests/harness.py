@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from mispers.domain.state import EpisodeState, Obligation
 from mispers.engine.client import SubmitOutcome, get_episode_state, submit_event
 from mispers.policy import PinnedPolicy
-from tests.factories import event, merge
+from testkit.factories import event, merge
 
 
 async def terminate_running(client: Client, workflow_ids: Iterable[str]) -> None:

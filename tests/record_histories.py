@@ -24,9 +24,9 @@ from mispers.config import Settings
 from mispers.engine.client import EventRejected, data_converter
 from mispers.engine.embedded import venv_binary
 from mispers.policy import PinnedPolicy, load_policy
+from testkit.receivers import webhook_receiver
 from tests.conftest import STARTUP, register_search_attributes
 from tests.harness import EpisodeDriver
-from tests.receivers import webhook_receiver
 from worker import build_worker
 
 HISTORIES = Path(__file__).parent / "histories"

@@ -1,4 +1,4 @@
-"""The small fault drill (issue 5; the full one is `python -m bench.chaos`): 50 episodes' full
+"""The small fault drill (the full one is `python -m bench.chaos`): 50 episodes' full
 event streams through the real API while the worker, the embedded server and the API are each
 SIGKILLed once and restarted. Nothing lost, nothing recorded twice, no non-determinism, every
 episode closed and every alert that fell due delivered to the webhook. One implementation with

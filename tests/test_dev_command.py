@@ -15,8 +15,8 @@ import pytest
 
 from mispers.dev import port_open
 from mispers.engine.embedded import venv_binary
+from testkit.receivers import free_port
 from tests.conftest import eventually, repo_root, run_command
-from tests.receivers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -19,9 +19,9 @@ from mispers.engine.client import (
 )
 from mispers.engine.search_attributes import EPISODE_FLAGS, OVERDUE_COUNT, RISK_LEVEL
 from mispers.policy import PinnedPolicy, Policy
+from testkit.receivers import WebhookReceiver, smtp_server, webhook_receiver
 from tests.conftest import eventually
 from tests.harness import EpisodeDriver
-from tests.receivers import WebhookReceiver, smtp_server, webhook_receiver
 from worker import build_worker
 
 pytestmark = pytest.mark.integration
@@ -179,7 +179,7 @@ async def test_a_reassessment_that_tells_the_child_record_nothing_new_is_not_syn
     dev_env: WorkflowEnvironment, pinned: PinnedPolicy, tmp_path: Path
 ) -> None:
     """The record keeps risk level, flags, status and where found: a review at the same level
-    costs no activity (history size, issue 5); a raise still reaches the record."""
+    costs no activity (history size); a raise still reaches the record."""
     queue = f"dev-{uuid.uuid4().hex[:8]}"
     async with build_worker(dev_env.client, Settings(data_dir=tmp_path), task_queue=queue):
         d = _driver(dev_env, pinned, queue)

@@ -14,9 +14,9 @@ from mispers.config import Settings
 from mispers.domain.types import ObligationStatus
 from mispers.engine.client import EventRejected
 from mispers.policy import PinnedPolicy
+from testkit.receivers import WebhookReceiver, webhook_receiver
 from tests.conftest import eventually
 from tests.harness import STARTED, EpisodeDriver, terminate_running
-from tests.receivers import WebhookReceiver, webhook_receiver
 from worker import build_worker
 
 pytestmark = pytest.mark.integration

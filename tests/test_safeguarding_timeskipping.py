@@ -1,4 +1,4 @@
-"""Safeguarding scenarios across days on the time-skipping server (issue 3)."""
+"""Safeguarding scenarios across days on the time-skipping server."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from mispers.domain.messages import child_workflow_id
 from mispers.domain.types import ObligationStatus, RiskLevel
 from mispers.engine.client import EventRejected
 from mispers.policy import PinnedPolicy
+from testkit.receivers import WebhookReceiver, webhook_receiver
 from tests.conftest import eventually
 from tests.harness import STARTED, EpisodeDriver, terminate_running
-from tests.receivers import WebhookReceiver, webhook_receiver
 from worker import build_worker
 from workflows.child_record import ChildRecord, ChildRecordInput
 

@@ -17,9 +17,9 @@ from mispers.domain.state import EpisodeState
 from mispers.engine.client import data_converter, get_episode_state, submit_event
 from mispers.engine.embedded import start_dev_command
 from mispers.policy import PinnedPolicy, Policy
+from testkit.factories import event
+from testkit.receivers import WebhookReceiver, free_port, webhook_receiver
 from tests.conftest import eventually
-from tests.factories import event
-from tests.receivers import WebhookReceiver, free_port, webhook_receiver
 from worker import build_worker
 
 pytestmark = pytest.mark.integration

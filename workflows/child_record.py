@@ -9,22 +9,19 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel
-
-    from mispers.domain.child_record import ChildRecordState, record_episode
+    from mispers.domain.child_record import (
+        DEFAULT_MAX_HISTORY_EVENTS,
+        ChildRecordInput,
+        ChildRecordState,
+        record_episode,
+    )
     from mispers.domain.messages import (
         CHILD_RECORD_WORKFLOW,
         ChildHistory,
         RegisterEpisodeInput,
     )
 
-DEFAULT_MAX_HISTORY_EVENTS = 2000
-
-
-class ChildRecordInput(BaseModel):
-    child_ref: str
-    carried_state: ChildRecordState | None = None
-    max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS
+__all__ = ["DEFAULT_MAX_HISTORY_EVENTS", "ChildRecord", "ChildRecordInput"]
 
 
 @workflow.defn(name=CHILD_RECORD_WORKFLOW)

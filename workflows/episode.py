@@ -23,8 +23,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.child_record import ChildRecordActivities
     from activities.locations import LocationActivities
     from mispers.analytics.record import episode_record
+    from mispers.domain import alert_lifecycle as lifecycle
     from mispers.domain import episode as rules
-    from mispers.domain.events import EventBase
+    from mispers.domain.events import AlertAcknowledged, EventBase
     from mispers.domain.messages import (
         DUPLICATE_ERROR,
         EPISODE_WORKFLOW,
@@ -42,14 +43,14 @@ with workflow.unsafe.imports_passed_through():
         event_key,
     )
     from mispers.domain.refusals import EventRefused
-    from mispers.domain.state import EpisodeState, EpisodeSummary
-    from mispers.domain.types import EpisodeStatus
+    from mispers.domain.state import Alert, EpisodeState, EpisodeSummary
+    from mispers.domain.types import AlertState, EpisodeStatus
     from mispers.engine import search_attributes as sa
 
 CHILD_SYNC = "child_sync"
 LOCATION_PREFIX = "location:"
 IO_TIMEOUT = timedelta(seconds=30)
-# A killed worker's activity is retried after this, not after IO_TIMEOUT (DESIGN.md).
+# A killed worker's activity is retried after this, not after IO_TIMEOUT.
 IO_HEARTBEAT = timedelta(seconds=5)
 RETRY_FLOOR = timedelta(seconds=1)
 # Episodes that reached this marker deliver alerts with a local round first (activities/alerts.py).
@@ -63,6 +64,17 @@ SKIP_UNCHANGED_SYNC = "skip-unchanged-child-sync"
 SYNC_AGAIN_AFTER_IN_FLIGHT = "sync-again-after-in-flight"
 # ... and write the episode's analytics record when it closes.
 ANALYTICS_EXPORT = "analytics-export-on-close"
+# A local write; the DuckDB file may be held by another writer for a while.
+ANALYTICS_EXPORT_TIMEOUT = timedelta(minutes=1)
+# ... and give alerts a lifecycle: acknowledged, re-triggered when an acknowledgement lapses,
+# resolved with their obligation; each step sent to the sinks and kept in the memo for listing.
+ALERT_LIFECYCLE = "alert-lifecycle"
+ALERTS_MEMO = "alerts"
+# What the memo keeps, newest first, so its size (and each upsert's history event) stays
+# bounded when the top rank is re-alerted for days: the unresolved alerts of each obligation
+# (older levels are superseded by the newer ones) and the latest resolved alerts.
+MEMO_UNRESOLVED_PER_OBLIGATION = 5
+MEMO_RESOLVED_KEPT = 50
 # One round over the sinks, each with its own 10 s timeout.
 ALERT_ROUND_TIMEOUT = timedelta(seconds=30)
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
@@ -78,6 +90,10 @@ class MissingChildEpisode:
             input.episode_id, input.policy.version_label
         )
         self._keys = set(self._state.event_keys)
+        # Decided once per run, at its first task: a run that began without the lifecycle
+        # replays without it to the end (continue-as-new starts the next with it).
+        self._state.alert_lifecycle = workflow.patched(ALERT_LIFECYCLE)
+        self._memo: list[dict[str, Any]] | None = None
         self._wake = False
         self._pending_alerts: dict[str, AlertBatch] = {}
         self._carried_alerts = list(input.pending_alerts)
@@ -133,6 +149,8 @@ class MissingChildEpisode:
 
     def _tick(self) -> list[AlertBatch]:
         alerts = rules.advance(self._state, self._policy, workflow.now())
+        if self._state.alert_lifecycle:
+            return self._transition_batches(alerts)
         if not alerts:
             return []
         for alert in alerts:
@@ -149,15 +167,49 @@ class MissingChildEpisode:
 
     async def _export_record(self) -> None:
         """The PII-free record of the closed episode, keyed by episode and run: built here (so
-        every retry and replay sends the same), written by an activity (I/O)."""
+        every retry and replay sends the same), written by a local activity (I/O)."""
         record = episode_record(self._state, workflow.info().run_id, workflow.now())
-        await workflow.execute_activity_method(
+        await workflow.execute_local_activity_method(
             AnalyticsActivities.export_episode_record,
             ExportRecordInput(record=record),
-            start_to_close_timeout=timedelta(minutes=2),
-            heartbeat_timeout=IO_HEARTBEAT,
+            start_to_close_timeout=ANALYTICS_EXPORT_TIMEOUT,
             retry_policy=IO_RETRY,
         )
+
+    def _transition_batches(self, raised: list[Alert]) -> list[AlertBatch]:
+        """One batch per step and person to page, in the order the steps happened."""
+        for alert in raised:
+            workflow.logger.info(
+                "alert raised",
+                extra={"alert_id": alert.alert_id, "rank": alert.rank.value},
+            )
+        batches: list[AlertBatch] = []
+        for step in lifecycle.drain(self._state):
+            last = batches[-1] if batches else None
+            if (
+                last is not None
+                and last.transition is step.transition
+                and last.notify == step.notify
+                and last.reason == step.reason
+            ):
+                last.alerts.append(step.alert)
+                continue
+            alert = step.alert
+            stamp = {
+                "triggered": str(alert.ack_timeouts),
+                "acknowledged": alert.acknowledged_at.isoformat() if alert.acknowledged_at else "",
+                "resolved": "",
+            }[step.transition.value]
+            batches.append(
+                AlertBatch(
+                    batch_id=f"{alert.alert_id}:{step.transition.value}:{stamp}",
+                    alerts=[alert],
+                    transition=step.transition,
+                    notify=step.notify,
+                    reason=step.reason,
+                )
+            )
+        return batches
 
     async def _finish_outstanding_work(self) -> None:
         """A closed episode waits (bounded) for alert deliveries and record updates in flight,
@@ -179,6 +231,10 @@ class MissingChildEpisode:
         await workflow.wait_condition(
             lambda: workflow.all_handlers_finished() and not self._io_busy
         )
+        if self._state.alert_lifecycle:
+            # Steps taken by handlers while waiting are carried, not lost with the outbox.
+            for batch in self._transition_batches([]):
+                self._pending_alerts[batch.batch_id] = batch
         workflow.continue_as_new(
             EpisodeInput(
                 episode_id=self._state.episode_id,
@@ -194,7 +250,7 @@ class MissingChildEpisode:
     @workflow.update(name="record_event")
     def record_event(self, input: RecordEventInput) -> RecordEventResult:
         event: EventBase = input.event
-        if event_key(event) in self._keys:
+        if event_key(event) in self._keys or self._repeat_ack(event):
             return self._result(event, input.request_id, "duplicate")
         now = workflow.now()
         try:
@@ -215,10 +271,19 @@ class MissingChildEpisode:
         event: EventBase = input.event
         if event_key(event) in self._keys:
             raise ApplicationError("event already recorded", type=DUPLICATE_ERROR)
+        if self._repeat_ack(event):
+            raise ApplicationError("alert already acknowledged by them", type=DUPLICATE_ERROR)
         try:
             rules.check_event(self._state, event, self._policy, workflow.now())
         except EventRefused as refused:
             raise _refusal_error(refused) from None
+
+    def _repeat_ack(self, event: EventBase) -> bool:
+        return (
+            self._state.alert_lifecycle
+            and isinstance(event, AlertAcknowledged)
+            and lifecycle.is_repeat_ack(self._state, event.data.alert_id, event.data.by)
+        )
 
     def _result(self, event: EventBase, request_id: str, status: str) -> RecordEventResult:
         return RecordEventResult(
@@ -354,6 +419,12 @@ class MissingChildEpisode:
                 )
             except ActivityError:
                 first = AlertDelivery(delivered=[], failed=["(local round)"])
+            if batch.transition is not None and first.paged:
+                for alert_id, paged in first.paged.items():
+                    lifecycle.record_recipient(
+                        self._state, alert_id, paged.recipient, paged.ack_url, paged.unstaffed
+                    )
+                self._wake = True
             if not first.failed:
                 self._pending_alerts.pop(batch.batch_id, None)
                 return
@@ -399,11 +470,31 @@ class MissingChildEpisode:
             _sa(sa.LOOKED_AFTER, state.looked_after),
             _sa(sa.EPISODE_FLAGS, list(state.flags)),
         ]
+        if state.alert_lifecycle:
+            wanted.append(_sa(sa.ALERT_STATES, _alert_tokens(state.alerts) or None))
+            self._upsert_alerts_memo()
         changed = [w for w in wanted if self._upserted.get(w[0], _UNSET) != w[1]]
         if changed:
             workflow.upsert_search_attributes([update for _, _, update in changed])
             for name, value, _ in changed:
                 self._upserted[name] = value
+
+    def _upsert_alerts_memo(self) -> None:
+        """`GET /v1/alerts` reads alerts from the memo of the episodes visibility finds, so a
+        listing replays no workflow; ids, ranks, times and the paged officer only."""
+        alerts = self._state.alerts
+        by_obligation: dict[str, list[Alert]] = {}
+        for alert in alerts:
+            if alert.state is not AlertState.RESOLVED:
+                by_obligation.setdefault(alert.obligation_id, []).append(alert)
+        unresolved = [
+            a for kept in by_obligation.values() for a in kept[-MEMO_UNRESOLVED_PER_OBLIGATION:]
+        ]
+        resolved = [a for a in alerts if a.state is AlertState.RESOLVED][-MEMO_RESOLVED_KEPT:]
+        memo = [_memo_entry(a) for a in sorted([*unresolved, *resolved], key=_raised_order)]
+        if memo != self._memo:
+            workflow.upsert_memo({ALERTS_MEMO: memo})
+            self._memo = memo
 
 
 def _sa(key: SearchAttributeKey[Any], value: Any) -> tuple[str, object, SearchAttributeUpdate[Any]]:
@@ -412,6 +503,43 @@ def _sa(key: SearchAttributeKey[Any], value: Any) -> tuple[str, object, SearchAt
 
 
 _UNSET = object()
+
+MEMO_FIELDS = (
+    "alert_id",
+    "obligation_id",
+    "kind",
+    "due_at",
+    "escalation_level",
+    "rank",
+    "raised_at",
+    "state",
+    "acknowledged_by",
+    "acknowledged_at",
+    "ack_expires_at",
+    "resolved_at",
+    "recipient",
+    "unstaffed",
+)
+
+
+def _memo_entry(alert: Alert) -> dict[str, Any]:
+    data = alert.model_dump(mode="json", include=set(MEMO_FIELDS))
+    return {name: data[name] for name in MEMO_FIELDS}
+
+
+def _raised_order(alert: Alert) -> tuple[datetime, int]:
+    return alert.raised_at, alert.escalation_level
+
+
+def _alert_tokens(alerts: list[Alert]) -> list[str]:
+    """What an alert listing filters on: each state present, and state with rank for the
+    unresolved (no names, no person ids)."""
+    tokens: set[str] = set()
+    for alert in alerts:
+        tokens.add(alert.state.value)
+        if alert.state is not AlertState.RESOLVED:
+            tokens.add(f"{alert.state.value}:{alert.rank.value}")
+    return sorted(tokens)
 
 
 def _refusal_error(refused: EventRefused) -> ApplicationError:

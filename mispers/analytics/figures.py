@@ -59,6 +59,20 @@ DEFINITIONS: dict[str, str] = {
 }
 
 
+EARLIEST = dt.date(1970, 1, 1)
+LATEST = dt.date(2999, 12, 31)
+
+
+def period_problem(start: dt.date, end: dt.date) -> tuple[str, str] | None:
+    """(field, reason) when a report period cannot be right, else None."""
+    for field, day in (("from", start), ("to", end)):
+        if not EARLIEST <= day <= LATEST:
+            return field, f"must be between {EARLIEST} and {LATEST}"
+    if end < start:
+        return "to", "must not be before `from`"
+    return None
+
+
 def _period(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return (
         dt.datetime.combine(start, dt.time()),

@@ -165,7 +165,7 @@ def episode_record(state: EpisodeState, run: str, written_at: dt.datetime) -> Ep
                 scheduled_at=a.scheduled_at,
                 raised_at=a.raised_at,
                 acknowledged_at=a.acknowledged_at,
-                resolved_at=resolved.get(a.obligation_id),
+                resolved_at=a.resolved_at or resolved.get(a.obligation_id),
             )
             for a in state.alerts
         ],

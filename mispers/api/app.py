@@ -6,14 +6,14 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from mispers import __version__
-from mispers.api import ingest, ops, reads, reports
+from mispers.api import alerts, ingest, ops, reads, reports
 from mispers.api.auth import load_secret
+from mispers.api.codec_server import codec_router
 from mispers.api.context import ApiContext
 from mispers.api.metrics import LatencyMiddleware
 from mispers.api.openapi import build_openapi
 from mispers.api.problems import install_handlers
 from mispers.config import Settings
-from mispers.security.codec_server import codec_router
 
 DESCRIPTION = """\
 CloudEvents in, episode state out. Every endpoint but `/healthz`, `/openapi.json` and `/docs`
@@ -41,7 +41,8 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(ingest.router, tags=["events"])
     app.include_router(reads.router, tags=["reads"])
     app.include_router(reports.router, tags=["reports"])
+    app.include_router(alerts.router, tags=["alerts"])
     app.include_router(ops.router, tags=["operations"])
-    app.include_router(codec_router(settings))  # /codec/encode|decode (issue 7)
+    app.include_router(codec_router(settings))  # /codec/encode|decode for the Web UI and CLI
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

@@ -1,4 +1,4 @@
-"""Bearer tokens and the role matrix of DESIGN.md.
+"""Bearer tokens and the role matrix of the contract (docs/contract.md, "Roles").
 
 HS256 with one shared secret keeps the embedded set-up to a single file (or
 `MISPERS_JWT_SECRET` when several API replicas must agree). The matrix is data, so the tests can
@@ -36,9 +36,10 @@ class Action(StrEnum):
     READ = "read"
     DESCRIBE = "describe"
     REPORT = "report"
+    HANDLE_ALERTS = "handle_alerts"
 
 
-# Who may do what (DESIGN.md "Roles carried by the bearer token").
+# Who may do what (docs/contract.md, "Roles").
 PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.SEND_EVENTS: frozenset({Role.SYSTEM, Role.OFFICER, Role.SUPERVISOR}),
     Action.READ: frozenset({Role.OFFICER, Role.SUPERVISOR, Role.AUDITOR}),
@@ -46,6 +47,8 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     # The contract and the counters, no episode data: any authenticated caller (a metrics
     # scraper or an incident source checking the event schemas holds some token).
     Action.DESCRIBE: frozenset(Role),
+    # The people paged: list alerts and acknowledge them.
+    Action.HANDLE_ALERTS: frozenset({Role.OFFICER, Role.SUPERVISOR}),
 }
 
 
@@ -182,6 +185,16 @@ def authorize_risk_change(actor: Actor, current: RiskLevel | None, new: RiskLeve
         )
 
 
+def authorize_ack_by(actor: Actor, by: str) -> None:
+    """An acknowledgement is a person's promise: only they may make it (an incident source,
+    `system`, relays acknowledgements made elsewhere)."""
+    if actor.role is not Role.SYSTEM and by != actor.subject:
+        raise forbidden(
+            f"an acknowledgement's 'by' must be the token's subject ({actor.subject}); "
+            f"role '{actor.role.value}' may not acknowledge for someone else",
+        )
+
+
 def needs_risk_check(actor: Actor, event_type: str) -> bool:
     return event_type == "mispers.risk.assessed" and actor.role is not Role.SUPERVISOR
 
@@ -191,6 +204,7 @@ __all__ = [
     "Action",
     "SecretError",
     "authorize",
+    "authorize_ack_by",
     "authorize_event_type",
     "authorize_risk_change",
     "bearer_token",

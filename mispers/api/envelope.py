@@ -1,7 +1,7 @@
 """CloudEvents 1.0 over HTTP: finding the events in a request (structured, batch, binary mode).
 
 The `cloudevents` SDK reads the envelope (JSON format, `ce-*` header decoding, the spec's
-attribute rules). Around it we add what the SDK is lenient about and DESIGN.md is not: the SDK
+attribute rules). Around it we add what the SDK is lenient about and our contract is not: the SDK
 invents an `id` and a `time` when they are missing, and falls back to text when a JSON body does
 not parse; here both are malformed requests (400). What the fields mean is not decided here
 (validation.py): this module only answers "is there a well-formed CloudEvent".
@@ -35,7 +35,8 @@ STRUCTURED_MEDIA_TYPE = "application/cloudevents+json"
 BATCH_MEDIA_TYPE = "application/cloudevents-batch+json"
 JSON_MEDIA_TYPE = "application/json"
 
-# DESIGN.md makes `subject` and `time` required too (the SDK treats them as optional).
+# The contract (docs/contract.md) makes `subject` and `time` required too (the SDK treats them
+# as optional).
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "time")
 # Optional attributes of the spec we accept and ignore; any other extension is refused, like
 # unknown fields everywhere else (and `actor` in particular: it comes from the token).

@@ -23,7 +23,13 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
-from mispers.api.auth import Action, authorize_event_type, authorize_risk_change, needs_risk_check
+from mispers.api.auth import (
+    Action,
+    authorize_ack_by,
+    authorize_event_type,
+    authorize_risk_change,
+    needs_risk_check,
+)
 from mispers.api.context import ApiContext, get_context, require
 from mispers.api.envelope import Envelope, Mode, parse_request
 from mispers.api.metrics import count_accepted, count_refused
@@ -37,7 +43,7 @@ from mispers.api.problems import (
     too_large,
 )
 from mispers.api.validation import check_type, to_event
-from mispers.domain.events import REF_PATTERN, Actor, EventBase, RiskAssessed
+from mispers.domain.events import REF_PATTERN, Actor, AlertAcknowledged, EventBase, RiskAssessed
 from mispers.domain.refusals import Refusal
 from mispers.domain.types import RiskLevel
 from mispers.engine.client import (
@@ -146,6 +152,8 @@ async def record(context: ApiContext, actor: Actor, envelope: Envelope) -> Event
         check_type(envelope)
         authorize_event_type(actor, event_type)
         event = to_event(envelope, actor)
+        if isinstance(event, AlertAcknowledged):
+            authorize_ack_by(actor, event.data.by)
         if isinstance(event, RiskAssessed) and needs_risk_check(actor, event_type):
             authorize_risk_change(
                 actor, await _current_risk(context, event.subject), event.data.level
@@ -252,6 +260,11 @@ async def _current_risk(context: ApiContext, episode_id: str) -> RiskLevel | Non
             f"cannot read episode {episode_id}: {type(exc).__name__}"
         ) from None
     return state.risk.level if state is not None and state.risk is not None else None
+
+
+async def deliver(context: ApiContext, event: EventBase) -> SubmitOutcome:
+    """One validated event to its episode, engine failures answered as problems."""
+    return await _deliver(context, event)
 
 
 async def _deliver(context: ApiContext, event: EventBase) -> SubmitOutcome:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from mispers.api.alerts import refresh_alert_gauge
 from mispers.api.auth import Action
 from mispers.api.context import get_context, require
 from mispers.api.metrics import metrics_response
@@ -57,6 +58,7 @@ async def healthz(request: Request) -> JSONResponse:
     },
 )
 async def metrics(_: Anyone, request: Request) -> Response:
+    await refresh_alert_gauge(get_context(request))
     return await metrics_response(get_context(request).settings.worker_metrics_url)
 
 

@@ -26,7 +26,9 @@ Reporter = Annotated[Actor, Depends(require(Action.REPORT))]
     responses={
         401: {"description": "No valid bearer token"},
         403: {"description": "Only supervisors and auditors read reports"},
-        422: {"description": "A date that is not YYYY-MM-DD, or `to` before `from`"},
+        422: {
+            "description": "A date that is not YYYY-MM-DD or out of range, or `to` before `from`"
+        },
     },
 )
 async def compliance(
@@ -35,10 +37,12 @@ async def compliance(
     from_: Annotated[dt.date, Query(alias="from", description="First day, YYYY-MM-DD")],
     to: Annotated[dt.date, Query(description="Last day, YYYY-MM-DD (included)")],
 ) -> dict[str, Any]:
-    if to < from_:
-        raise invalid_parameter(
-            [FieldProblem(field="to", rule="after_from", message="must not be before `from`")]
-        )
+    from mispers.analytics.figures import period_problem
+
+    problem = period_problem(from_, to)
+    if problem is not None:
+        field, reason = problem
+        raise invalid_parameter([FieldProblem(field=field, rule="report_period", message=reason)])
     settings = get_context(request).settings
     return await asyncio.to_thread(_figures, settings.data_dir, settings.analytics, from_, to)
 

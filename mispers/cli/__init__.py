@@ -1,5 +1,6 @@
 """The `mispers` console script. Each submodule registers its commands on `app`."""
 
+from mispers.cli import alerts as _alerts  # noqa: F401  (registers alerts list|ack)
 from mispers.cli import analytics as _analytics  # noqa: F401  (registers synth, export, report)
 from mispers.cli import engine as _engine  # noqa: F401  (registers dev, worker)
 from mispers.cli import events as _events  # noqa: F401  (registers api, token, send, episodes)

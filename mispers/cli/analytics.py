@@ -126,15 +126,24 @@ def export(
         raise fail("choose one: --open or --backfill")
     settings = checked_settings()
     try:
-        written = asyncio.run(_export(settings, backfill))
+        written, unread = asyncio.run(_export(settings, backfill))
     except Exception as exc:  # the engine unreachable, a store that cannot be written
         _err.print(f"mispers: export failed: {type(exc).__name__}: {exc}")
         exit_skipping_teardown(2)
     _out.print(f"wrote {written:,} episode records")
+    if unread:
+        _err.print(
+            f"mispers: {len(unread):,} episode(s) could not be read (no worker answered within "
+            f"{READ_TIMEOUT_S:.0f} s), first: {', '.join(unread[:5])}; run the export again"
+        )
+        exit_skipping_teardown(1)
     exit_skipping_teardown(0)
 
 
-async def _export(settings: Settings, backfill: bool) -> int:
+READ_TIMEOUT_S = 15.0
+
+
+async def _export(settings: Settings, backfill: bool) -> tuple[int, list[str]]:
     from mispers.analytics.record import episode_record
     from mispers.analytics.store import open_store
     from mispers.domain.messages import EPISODE_WORKFLOW, episode_workflow_id
@@ -150,7 +159,12 @@ async def _export(settings: Settings, backfill: bool) -> int:
         con.close()
     client = await connect(settings)
     state_clause = "ExecutionStatus = 'Completed'" if backfill else "ExecutionStatus = 'Running'"
-    query = f"WorkflowType = '{EPISODE_WORKFLOW}' AND {state_clause}"
+    # this service's episodes: its task queue (a shared namespace may hold others')
+    query = (
+        f"WorkflowType = '{EPISODE_WORKFLOW}' AND TaskQueue = '{settings.task_queue}' "
+        f"AND {state_clause}"
+    )
+    unread: list[str] = []
     now = dt.datetime.now(dt.UTC)
     written = 0
     batch = []
@@ -161,7 +175,13 @@ async def _export(settings: Settings, backfill: bool) -> int:
             bar.advance(task)
             if episode_id in held:
                 continue
-            state = await get_episode_state(client, episode_id)
+            try:
+                state = await asyncio.wait_for(
+                    get_episode_state(client, episode_id), READ_TIMEOUT_S
+                )
+            except Exception:  # no worker for it, or the engine too busy: said at the end
+                unread.append(episode_id)
+                continue
             if state is None or not state.reported:
                 continue
             if backfill:
@@ -176,7 +196,7 @@ async def _export(settings: Settings, backfill: bool) -> int:
                 written += store.write(batch)
                 batch = []
     written += store.write(batch)
-    return written
+    return written, unread
 
 
 @app.command()
@@ -187,12 +207,16 @@ def report(
 ) -> None:
     """The inspection report over the analytics store, for the period."""
     from mispers.analytics.document import write_report
-    from mispers.analytics.figures import compute
+    from mispers.analytics.figures import compute, period_problem
     from mispers.analytics.store import open_store
 
     first, last = _date(from_, "--from"), _date(to, "--to")
-    if last < first:
-        raise fail("--to is before --from")
+    problem = period_problem(first, last)
+    if problem is not None:
+        field, reason = problem
+        raise fail(
+            "--to is before --from" if reason.startswith("must not") else f"--{field} {reason}"
+        )
     if out.suffix.lower() not in (".html", ".pdf", ".json"):
         raise fail(f"--out {out.name}: the report is written as .html, .pdf or .json")
     settings = checked_settings()

@@ -16,6 +16,7 @@ from mispers.config import ConfigError, Settings, load_settings
 from mispers.domain.locations import RegisterError
 from mispers.logs import configure_logging
 from mispers.policy import PinnedPolicy, PolicyError, load_policy
+from mispers.rota import RotaError, RotaFile
 
 
 def fail(message: str) -> typer.Exit:
@@ -33,7 +34,9 @@ def checked_settings() -> Settings:
             from activities.locations import LocationsRegister
 
             LocationsRegister(settings.locations_of_concern)
-    except (ConfigError, PolicyError, RegisterError) as exc:
+        if settings.rota is not None:
+            RotaFile(settings.rota)
+    except (ConfigError, PolicyError, RegisterError, RotaError) as exc:
         raise fail(str(exc)) from None
     return settings
 

@@ -1,4 +1,4 @@
-"""`mispers keys init|list|rotate` and `mispers audit`: the operator's side of issue 7.
+"""`mispers keys init|list|rotate` and `mispers audit`: the operator's side of data protection.
 
 Key material is never printed: `keys list` shows ids, dates and fingerprints, which are enough
 to check that two replicas hold the same ring."""

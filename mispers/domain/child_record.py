@@ -30,6 +30,20 @@ class ChildRecordState(BaseModel):
     continued_as_new: int = 0
 
 
+# The record continues as new once its history reaches this many events (or the server
+# suggests it), so a child with many episodes never has a history too long to replay.
+DEFAULT_MAX_HISTORY_EVENTS = 2000
+
+
+class ChildRecordInput(BaseModel):
+    """The `ChildRecord` workflow's input: here, beside the state it carries, because both the
+    workflow and the activity that starts it build one."""
+
+    child_ref: str
+    carried_state: ChildRecordState | None = None
+    max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS
+
+
 def record_episode(
     record: ChildRecordState,
     summary: EpisodeSummaryForChild,

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from mispers.domain import ladder
+from mispers.domain import alert_lifecycle, ladder
 from mispers.domain.events import (
     AlertAcknowledged,
     ChildFound,
@@ -196,6 +196,8 @@ def _check_ack(state: EpisodeState, event: Any, policy: Policy, now: dt.datetime
             f"no alert {event.data.alert_id} was raised on this episode",
             alert_id=event.data.alert_id,
         )
+    if state.alert_lifecycle:
+        alert_lifecycle.check_ack(state, event.data.alert_id)
 
 
 def _require_found(state: EpisodeState) -> None:
@@ -587,6 +589,12 @@ def _on_closure_approved(ctx: _Ctx, event: ClosureApproved) -> None:
 
 
 def _on_ack(ctx: _Ctx, event: AlertAcknowledged) -> None:
+    if ctx.state.alert_lifecycle:
+        rank = alert_lifecycle.acknowledger_rank(event.actor)
+        alert_lifecycle.acknowledge(
+            ctx.state, ctx.policy, event.data.alert_id, event.data.by, rank, ctx.now, ctx.at
+        )
+        return
     for alert in ctx.state.alerts:
         if alert.alert_id == event.data.alert_id and alert.acknowledged_by is None:
             alert.acknowledged_by = event.data.by
@@ -706,6 +714,8 @@ _NO_EVENT = _NoEvent(
 
 def advance(state: EpisodeState, policy: Policy, now: dt.datetime) -> list[Alert]:
     """Everything time brings by `now`: time-triggered obligations, then escalation alerts."""
+    if state.alert_lifecycle:
+        alert_lifecycle.resolve_settled(state, now)
     if state.status is EpisodeStatus.CLOSED or not state.reported:
         return []
     trigger = _missing_trigger_at(state, policy)
@@ -716,12 +726,16 @@ def advance(state: EpisodeState, policy: Policy, now: dt.datetime) -> list[Alert
         state.missing_trigger_done = True
     assert state.risk is not None
     interval = policy.escalation_interval.for_level(state.risk.level)
+    if state.alert_lifecycle:
+        alert_lifecycle.expire_acks(state, now)
     raised: list[Alert] = []
     for ob in state.outstanding():
         raised += ladder.escalate(
             ob, episode_id=state.episode_id, now=now, interval=interval, ranks=policy.ranks
         )
     state.alerts.extend(raised)
+    if state.alert_lifecycle:
+        alert_lifecycle.raised(state, raised)
     return raised
 
 
@@ -733,6 +747,9 @@ def next_wakeup(state: EpisodeState, policy: Policy) -> dt.datetime | None:
     trigger = _missing_trigger_at(state, policy)
     if trigger is not None:
         times.append(trigger)
+    expiry = alert_lifecycle.next_expiry(state) if state.alert_lifecycle else None
+    if expiry is not None:
+        times.append(expiry)
     return min(times) if times else None
 
 

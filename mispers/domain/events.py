@@ -1,4 +1,5 @@
-"""The event contract of DESIGN.md as pydantic models: one model per CloudEvents `type`.
+"""The event contract (docs/contract.md, "Events") as pydantic models: one model per CloudEvents
+`type`.
 
 The API validates incoming CloudEvents into these models and the workflow receives them as they
 are, so a field is defined once. Fields holding personal data are marked with `personal()`; log
@@ -198,6 +199,7 @@ class ClosureApprovedData(Strict):
 class AlertAcknowledgedData(Strict):
     alert_id: Annotated[str, StringConstraints(min_length=1, max_length=300)]
     by: ShortText
+    note: str | None = personal(None, max_length=1000)
 
 
 class Actor(Strict):
@@ -332,7 +334,7 @@ EVENT_MODELS: dict[str, type[EventBase]] = {
     )
 }
 
-# Event types only a supervisor may send (DESIGN.md roles: `system` sends anything else).
+# Event types only a supervisor may send (docs/contract.md, "Roles": `system` sends any other).
 SUPERVISOR_ONLY_TYPES = frozenset({"mispers.closure.approved"})
 
 

@@ -15,7 +15,7 @@ HEADER = ["postcode", "category", "reference"]
 
 
 def postcode_key(postcode: str | None) -> str | None:
-    """Postcodes compare without case or spaces (DESIGN.md)."""
+    """Postcodes compare without case or spaces, as the register's users write them either way."""
     if not postcode:
         return None
     key = "".join(postcode.split()).upper()

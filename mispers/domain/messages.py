@@ -9,7 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from mispers.domain.events import AnyEvent, EventBase
-from mispers.domain.state import Alert, EpisodeState
+from mispers.domain.state import Alert, EpisodeState, Recipient
+from mispers.domain.types import AlertState
 from mispers.policy.model import PinnedPolicy
 
 EPISODE_WORKFLOW = "MissingChildEpisode"
@@ -36,8 +37,16 @@ def update_id_for(event: EventBase) -> str:
 
 
 class AlertBatch(BaseModel):
+    """Alerts for the sinks. `transition` None is a batch of an episode started before the
+    alert lifecycle: raised alerts, sent as triggered."""
+
     batch_id: str
     alerts: list[Alert]
+    transition: AlertState | None = None
+    notify: str | None = Field(
+        None, description="A person to page as well (the acknowledger, when their time ran out)."
+    )
+    reason: str | None = None
 
 
 class EpisodeInput(BaseModel):
@@ -118,6 +127,15 @@ class DeliverAlertsOnceInput(BaseModel):
     batch: AlertBatch
 
 
+class Paged(BaseModel):
+    """Who a triggered alert went to, and the signed link they were sent."""
+
+    recipient: Recipient | None = None
+    ack_url: str | None = None
+    unstaffed: bool = False
+
+
 class AlertDelivery(BaseModel):
     delivered: list[str]
     failed: list[str]
+    paged: dict[str, Paged] = Field(default_factory=dict, description="By alert id.")

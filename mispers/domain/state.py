@@ -1,5 +1,6 @@
-"""The episode state of DESIGN.md: the `state` query's answer, the workflow's memory and what
-continue-as-new carries. Mutable pydantic models so the pure rules can update them in place."""
+"""The episode state of the contract (docs/contract.md, "Reads"): the `state` query's answer,
+the workflow's memory and what continue-as-new carries. Mutable pydantic models so the pure
+rules can update them in place."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mispers.domain.events import Actor, Child
 from mispers.domain.types import (
+    AlertState,
     EpisodeStatus,
     ObligationKind,
     ObligationStatus,
@@ -74,6 +76,20 @@ class Obligation(StateModel):
         return self.status.is_outstanding
 
 
+class Recipient(StateModel):
+    person_id: str
+    email: str
+
+
+class AlertStep(StateModel):
+    """One step of an alert's own timeline (the episode's timeline holds the events)."""
+
+    transition: AlertState
+    at: dt.datetime
+    by: str | None = None
+    reason: str | None = None
+
+
 class Alert(StateModel):
     alert_id: str
     episode_id: str
@@ -84,8 +100,40 @@ class Alert(StateModel):
     rank: Rank
     raised_at: dt.datetime
     scheduled_at: dt.datetime
-    acknowledged_by: str | None = None
+    acknowledged_by: str | None = Field(
+        None, description="Who acknowledged it last (kept when an acknowledgement times out)."
+    )
     acknowledged_at: dt.datetime | None = None
+    state: AlertState = AlertState.TRIGGERED
+    acknowledged_rank: Rank | None = None
+    ack_pauses_escalation: bool = Field(
+        False,
+        description="False when the acknowledger's rank is below the alert's: recorded, but "
+        "escalation goes on.",
+    )
+    ack_expires_at: dt.datetime | None = Field(
+        None, description="When an acknowledgement that paused escalation lapses."
+    )
+    ack_timeouts: int = Field(0, description="Acknowledgements that lapsed with the work undone.")
+    resolved_at: dt.datetime | None = None
+    recipient: Recipient | None = Field(
+        None, description="The person on duty for the rank who was paged (from the rota)."
+    )
+    unstaffed: bool = Field(False, description="The rota named nobody on duty for the rank.")
+    ack_url: str | None = Field(None, description="The signed link sent to the recipient.")
+    risk_level: RiskLevel | None = Field(None, description="The episode's grade when raised.")
+    steps: list[AlertStep] = Field(default_factory=list, description="Its lifecycle, in order.")
+
+
+class AlertTransition(StateModel):
+    """One lifecycle step for the sinks: what happened and to which alert (a snapshot)."""
+
+    transition: AlertState
+    alert: Alert
+    notify: str | None = Field(
+        None, description="A person to page besides the rank's (the acknowledger, on timeout)."
+    )
+    reason: str | None = None
 
 
 class Communication(StateModel):
@@ -160,6 +208,9 @@ class EpisodeState(StateModel):
     event_keys: list[str] = Field(
         default_factory=list, description="source+id of every accepted event (idempotency)."
     )
+    # Set by the workflow for each run (behind `workflow.patched`), never carried or shown.
+    alert_lifecycle: bool = Field(False, exclude=True)
+    alert_outbox: list[AlertTransition] = Field(default_factory=list, exclude=True)
 
     # Derived views -------------------------------------------------------------------------
 

@@ -55,7 +55,7 @@ class Rank(StrEnum):
 
 
 class Role(StrEnum):
-    """Roles carried by bearer tokens (DESIGN.md)."""
+    """Roles carried by bearer tokens (docs/contract.md, "Roles")."""
 
     SYSTEM = "system"
     OFFICER = "officer"
@@ -114,3 +114,12 @@ class Flag(StrEnum):
     LOOKED_AFTER = "looked_after"
     CRIME_DISCLOSED = "crime_disclosed"
     PERSON_OF_CONCERN = "person_of_concern"
+
+
+class AlertState(StrEnum):
+    """An alert's lifecycle: a page is triggered, someone takes it, and it ends when its
+    obligation is met or waived (never by hand)."""
+
+    TRIGGERED = "triggered"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"

@@ -32,6 +32,7 @@ from mispers.domain.messages import (
     DUPLICATE_ERROR,
     EPISODE_WORKFLOW,
     REFUSED_ERROR,
+    TASK_QUEUE,
     EpisodeInput,
     RecordEventInput,
     RecordEventResult,
@@ -44,7 +45,6 @@ from mispers.domain.refusals import Refusal
 from mispers.domain.state import EpisodeState, EpisodeSummary
 from mispers.domain.types import EpisodeStatus, RiskLevel
 from mispers.engine import search_attributes as sa
-from mispers.engine.connection import connect_kwargs
 from mispers.policy.model import PinnedPolicy
 
 __all__ = [
@@ -83,7 +83,7 @@ class SubmitOutcome:
 
 
 async def submit_event(
-    client: Client, event: EventBase, policy: PinnedPolicy, task_queue: str = "mispers"
+    client: Client, event: EventBase, policy: PinnedPolicy, task_queue: str = TASK_QUEUE
 ) -> SubmitOutcome:
     """Deliver one validated event to its episode, exactly once.
 
@@ -203,7 +203,7 @@ def data_converter(settings: Settings | None = None) -> DataConverter:
 
 async def connect(settings: Settings) -> Client:
     # TLS / mTLS / API key only towards an external server (the embedded one is plaintext).
-    security = {} if settings.embedded else connect_kwargs(settings.extra)
+    security = {} if settings.embedded else settings.connection.connect_kwargs()
     return await Client.connect(
         settings.effective_temporal_address,
         namespace=settings.temporal_namespace,

@@ -33,7 +33,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
 
-from mispers.config import ConfigError
+from mispers.errors import ConfigError
 
 TLS = "MISPERS_TEMPORAL_TLS"
 TLS_CERT = "MISPERS_TEMPORAL_TLS_CERT"

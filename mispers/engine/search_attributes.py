@@ -1,4 +1,5 @@
-"""The custom search attributes of DESIGN.md: no personal data, kept current by the workflow."""
+"""The custom search attributes of the contract (docs/contract.md, "Temporal surface"): no
+personal data, kept current by the workflow."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ OVERDUE_COUNT = SearchAttributeKey.for_int("OverdueCount")
 NEXT_DEADLINE = SearchAttributeKey.for_datetime("NextDeadline")
 LOOKED_AFTER = SearchAttributeKey.for_bool("LookedAfter")
 EPISODE_FLAGS = SearchAttributeKey.for_keyword_list("EpisodeFlags")
+# States of the episode's alerts, and `state:rank` of the unresolved ones (e.g.
+# "triggered:inspector"): the alert listing's filter. No person ids.
+ALERT_STATES = SearchAttributeKey.for_keyword_list("AlertStates")
 
 ALL = (
     EPISODE_STATUS,
@@ -20,6 +24,7 @@ ALL = (
     NEXT_DEADLINE,
     LOOKED_AFTER,
     EPISODE_FLAGS,
+    ALERT_STATES,
 )
 
 # `temporal server start-dev --search-attribute NAME=TYPE` spelling of each.
@@ -31,4 +36,5 @@ CLI_TYPES = {
     NEXT_DEADLINE.name: "Datetime",
     LOOKED_AFTER.name: "Bool",
     EPISODE_FLAGS.name: "KeywordList",
+    ALERT_STATES.name: "KeywordList",
 }

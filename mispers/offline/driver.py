@@ -14,9 +14,10 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from mispers.domain import alert_lifecycle as lifecycle
 from mispers.domain import episode as rules
 from mispers.domain.child_record import ChildRecordState, record_episode
-from mispers.domain.events import EventBase
+from mispers.domain.events import AlertAcknowledged, EventBase
 from mispers.domain.locations import LocationOfConcern
 from mispers.domain.messages import EpisodeSummaryForChild, event_key
 from mispers.domain.refusals import EventRefused
@@ -90,8 +91,11 @@ class EpisodeRun:
         policy_version: str = "offline",
         records: ChildRecords | None = None,
         lookup: Lookup = no_locations,
+        alert_lifecycle: bool = True,
     ) -> None:
         self.state = rules.new_state(episode_id, policy_version)
+        # episodes started since alerts gained their lifecycle run with it (workflow.patched)
+        self.state.alert_lifecycle = alert_lifecycle
         self.policy = policy
         self.records = records if records is not None else ChildRecords()
         self.lookup = lookup
@@ -103,6 +107,9 @@ class EpisodeRun:
 
     def tick(self, now: dt.datetime) -> None:
         self.alerts.extend(rules.advance(self.state, self.policy, now))
+        if self.state.alert_lifecycle:
+            # the workflow hands these transitions to the sinks; offline there are none
+            lifecycle.drain(self.state)
 
     def wake_until(self, end: dt.datetime, *, inclusive: bool) -> None:
         """Timers that fire before `end` (at `end` too when no event arrives then: an Update
@@ -116,7 +123,7 @@ class EpisodeRun:
         """Apply one event at its recorded instant; False when it is a duplicate or refused."""
         event, now = item.event, item.recorded_at
         key = event_key(event)
-        if key in self._keys:
+        if key in self._keys or self._repeat_ack(event):
             self.duplicates += 1
             return False
         try:
@@ -144,6 +151,14 @@ class EpisodeRun:
                         queue.append("sync")
             self.tick(now)
         return True
+
+    def _repeat_ack(self, event: EventBase) -> bool:
+        """The same person acknowledging an alert they hold: a duplicate, as in the workflow."""
+        return (
+            self.state.alert_lifecycle
+            and isinstance(event, AlertAcknowledged)
+            and lifecycle.is_repeat_ack(self.state, event.data.alert_id, event.data.by)
+        )
 
     def _sync(self, now: dt.datetime) -> None:
         if self.state.child_ref is None or self.state.reported_at is None:

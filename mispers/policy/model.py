@@ -82,7 +82,7 @@ class ReviewSchedule(PolicyModel):
 
 class RiskReviews(PolicyModel):
     """Periodic risk reviews while missing, per level: inspector, then superintendent, then
-    every `every` (DOMAIN.md)."""
+    every `every` (docs/rules.md)."""
 
     high: ReviewSchedule
     medium: ReviewSchedule
@@ -134,6 +134,13 @@ class Policy(PolicyModel):
     version: str = Field(min_length=1)
     ranks: list[Rank] = Field(min_length=2, description="Escalation order, lowest first.")
     escalation_interval: PerLevel
+    ack_timeout: PerLevel = Field(
+        default_factory=lambda: PerLevel.model_validate(
+            {"high": "30m", "medium": "2h", "low": "4h", "very_low": "8h"}
+        ),
+        description="How long an acknowledgement pauses escalation before the alert is "
+        "triggered again (policies written before acknowledgements had it get these figures).",
+    )
     obligations: dict[ObligationKind, ObligationRule]
     risk_reviews: RiskReviews
     risk: RiskPolicy

@@ -81,3 +81,48 @@ async def test_a_synthetic_year_into_the_store_and_its_report(tmp_path: Path) ->
         env=env,
     )
     assert code == 2 and "--to is before --from" in output
+
+
+async def test_synth_and_report_refuse_what_cannot_be_done(tmp_path: Path) -> None:
+    env = {**os.environ, "MISPERS_DATA_DIR": str(tmp_path / "data")}
+    mispers = [sys.executable, "-m", "mispers"]
+    code, output = await run_command(*mispers, "synth", "--episodes", "5", "--days", "3", env=env)
+    assert code == 2 and "--out FILE.ndjson and/or --into-analytics" in output
+    code, output = await run_command(
+        *mispers,
+        "report",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-12-31",
+        "--out",
+        "r.docx",
+        env=env,
+    )
+    assert code == 2 and "written as .html, .pdf or .json" in output
+    code, output = await run_command(
+        *mispers,
+        "report",
+        "--from",
+        "1st May",
+        "--to",
+        "2026-12-31",
+        "--out",
+        "r.json",
+        env=env,
+    )
+    assert code == 2 and "--from '1st May': must be a date" in output
+    out = tmp_path / "empty.json"
+    code, output = await run_command(
+        *mispers,
+        "report",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-12-31",
+        "--out",
+        str(out),
+        env=env,
+    )
+    assert code == 0, output  # no store yet: a report of nothing, not a traceback
+    assert json.loads(out.read_text())["episodes"] == 0

@@ -35,8 +35,8 @@ from mispers.config import Settings
 from mispers.domain.types import Role
 from mispers.offline import ChildRecords, Recorded, run_episode
 from mispers.policy import Policy
+from testkit.factories import event
 from tests.api.conftest import tokens_for
-from tests.factories import event
 
 H = dt.timedelta(hours=1)
 M = dt.timedelta(minutes=1)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from mispers.analytics.record import EpisodeRecord, episode_record
-from mispers.analytics.store import AnalyticsStore, ParquetStore, open_store
+from mispers.analytics.store import AnalyticsStore, DuckDBStore, ParquetStore, open_store
 from mispers.offline import Recorded, run_episode
 from mispers.offline.synth import synthesize
 from mispers.policy import Policy, load_policy
-from tests.factories import CHILD_DOB, CHILD_NAME, POSTCODE, event
+from testkit.factories import CHILD_DOB, CHILD_NAME, POSTCODE, event
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -76,11 +76,11 @@ def _counts(store: AnalyticsStore) -> tuple[int, ...]:
     )
 
 
-def _writer(root: str, seed: int, out: str) -> None:
+def _writer(root: str, seed: int, out: str, kind: str = "parquet") -> None:
     """One worker process: writes its episodes one by one and in batches, some twice."""
     policy = load_policy()
     batch = records(30, seed, policy, prefix=f"W{seed}")
-    store = ParquetStore(Path(root))
+    store = ParquetStore(Path(root)) if kind == "parquet" else DuckDBStore(Path(root))
     for r in batch[:10]:
         store.write([r])
     store.write(batch[10:])
@@ -90,19 +90,7 @@ def _writer(root: str, seed: int, out: str) -> None:
 
 def test_three_processes_write_parquet_at_once(tmp_path: Path) -> None:
     root = tmp_path / "analytics"
-    ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_writer, args=(str(root), seed, str(tmp_path / f"{seed}.json")))
-        for seed in (1, 2, 3)
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
-    expected = sorted(
-        e for seed in (1, 2, 3) for e in json.loads((tmp_path / f"{seed}.json").read_text())
-    )
+    expected = _three_writers(tmp_path, root, "parquet")
     store = ParquetStore(root)
     con = store.reader()
     got = [r[0] for r in con.execute("SELECT episode_id FROM episodes ORDER BY 1").fetchall()]
@@ -110,3 +98,27 @@ def test_three_processes_write_parquet_at_once(tmp_path: Path) -> None:
     assert not list(root.glob(".incoming/*"))  # nothing half-written left behind
     months = {p.name for p in (root / "episodes").iterdir()}
     assert months and all(m.startswith("month=2026-") for m in months)
+
+
+def _three_writers(tmp_path: Path, root: Path, kind: str) -> list[str]:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_writer, args=(str(root), seed, str(tmp_path / f"{seed}.json"), kind))
+        for seed in (1, 2, 3)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    return sorted(
+        e for seed in (1, 2, 3) for e in json.loads((tmp_path / f"{seed}.json").read_text())
+    )
+
+
+def test_three_processes_share_the_duckdb_file_one_writer_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "analytics.duckdb"
+    expected = _three_writers(tmp_path, path, "duckdb")
+    con = DuckDBStore(path).reader()
+    got = [r[0] for r in con.execute("SELECT episode_id FROM episodes ORDER BY 1").fetchall()]
+    assert got == expected and len(got) == 90

@@ -22,8 +22,8 @@ from mispers.config import Settings
 from mispers.domain.types import Role
 from mispers.engine.client import connect
 from mispers.security.keyring import open_ring
+from testkit.receivers import free_port
 from tests.conftest import eventually
-from tests.receivers import free_port
 
 # The scale of the "drill" API: 30 min deadlines become 1.5 s, so alerts happen within a test.
 DRILL_TIME_SCALE = 1200.0

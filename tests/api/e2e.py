@@ -10,9 +10,9 @@ import httpx
 
 from mispers.api.envelope import BATCH_MEDIA_TYPE, STRUCTURED_MEDIA_TYPE
 from mispers.domain.types import Role
+from testkit.factories import envelope, merge
 from tests.api.conftest import Stack
 from tests.conftest import eventually
-from tests.factories import envelope, merge
 
 
 def now() -> dt.datetime:

@@ -1,4 +1,4 @@
-"""Tokens, the signing secret, and the role matrix of DESIGN.md as pure functions."""
+"""Tokens, the signing secret, and the role matrix of docs/contract.md as pure functions."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from mispers.api.auth import (
     Action,
     SecretError,
     authorize,
+    authorize_ack_by,
     authorize_event_type,
     authorize_risk_change,
     bearer_token,
@@ -120,12 +121,21 @@ def test_authorization_header_must_be_bearer(header: str | None) -> None:
 
 
 ROLE_MATRIX = {
-    # action: roles allowed (DESIGN.md "Roles carried by the bearer token")
+    # action: roles allowed (docs/contract.md, "Roles")
     Action.SEND_EVENTS: {Role.SYSTEM, Role.OFFICER, Role.SUPERVISOR},
     Action.READ: {Role.OFFICER, Role.SUPERVISOR, Role.AUDITOR},
     Action.DESCRIBE: set(Role),
     Action.REPORT: {Role.SUPERVISOR, Role.AUDITOR},
+    Action.HANDLE_ALERTS: {Role.OFFICER, Role.SUPERVISOR},
 }
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_an_acknowledgement_is_the_token_subjects_own(role: Role) -> None:
+    actor = Actor(subject="SGT-1", role=role)
+    assert status_of(lambda: authorize_ack_by(actor, "SGT-1")) == 200
+    expected = 200 if role is Role.SYSTEM else 403
+    assert status_of(lambda: authorize_ack_by(actor, "INSP-2")) == expected
 
 
 @pytest.mark.parametrize("action", list(Action))

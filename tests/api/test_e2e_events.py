@@ -14,9 +14,9 @@ from cloudevents.core.v1.event import CloudEvent
 
 from mispers.domain.events import EVENT_MODELS
 from mispers.domain.types import Role
+from testkit.factories import CHILD_DOB, CHILD_NAME
 from tests.api.conftest import Stack, unique
 from tests.api.e2e import accepted, event, now, outstanding, post, report, state
-from tests.factories import CHILD_DOB, CHILD_NAME
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

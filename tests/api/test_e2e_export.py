@@ -53,6 +53,7 @@ async def test_export_open_and_backfill(
         "MISPERS_DATA_DIR": str(tmp_path / "data"),  # a store that did not exist before
         "MISPERS_TEMPORAL_ADDRESS": stack.settings.effective_temporal_address,
         "MISPERS_KEYS": str(stack.settings.data_dir / "keys.json"),  # the service's payload keys
+        "MISPERS_TASK_QUEUE": stack.settings.task_queue,  # the service's episodes, no others
     }
     env.pop("MISPERS_ANALYTICS", None)
     mispers = [sys.executable, "-m", "mispers"]

@@ -175,11 +175,14 @@ async def test_alert_is_acknowledged_and_listed_as_overdue_on_the_drill_clock(
 
         first = (await eventually(alerts, bool, within=30))[0]
         assert {"alert_id", "obligation_id", "rank", "raised_at"} <= set(first)
-        await accepted(
-            drill, stack, event("alert.acknowledged", ep, {"alert_id": first["alert_id"]})
-        )
+        # The acknowledger is the token's subject: acknowledging for someone else is refused.
+        for_another = event("alert.acknowledged", ep, {"alert_id": first["alert_id"]})
+        assert (await post(drill, stack, for_another)).status_code == 403
+        ack = {"alert_id": first["alert_id"], "by": "test-supervisor"}
+        await accepted(drill, stack, event("alert.acknowledged", ep, ack))
         acknowledged = next(a for a in await alerts() if a["alert_id"] == first["alert_id"])
-        assert acknowledged["acknowledged_by"] == "INSP-1"
+        assert acknowledged["acknowledged_by"] == "test-supervisor"
+        assert acknowledged["state"] == "acknowledged"
 
         overdue = await listed(drill, stack, lambda e: len(e) == 1, child_ref=child, overdue="true")
         assert overdue[0]["episode_id"] == ep and overdue[0]["overdue_count"] > 0

@@ -19,7 +19,7 @@ from mispers.api.envelope import (
     parse_request,
 )
 from mispers.api.problems import ProblemError
-from tests.factories import envelope
+from testkit.factories import envelope
 
 isoparse = _dt.fromisoformat
 

@@ -15,7 +15,7 @@ from mispers.api.envelope import BATCH_MEDIA_TYPE, STRUCTURED_MEDIA_TYPE
 from mispers.api.ingest import MAX_BODY_BYTES
 from mispers.domain.events import EVENT_MODELS
 from mispers.domain.types import Role
-from tests.factories import CHILD_DOB, CHILD_NAME, envelope
+from testkit.factories import CHILD_DOB, CHILD_NAME, envelope
 
 STAMP = "2026-01-01T10:00:00Z"
 CE = {"content-type": STRUCTURED_MEDIA_TYPE}

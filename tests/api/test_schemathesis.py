@@ -1,4 +1,4 @@
-"""Property tests of the HTTP API against its own OpenAPI document (issue 4).
+"""Property tests of the HTTP API against its own OpenAPI document.
 
 Schemathesis reads `/openapi.json` from the running API of the `stack` fixture (dev server,
 worker, API under uvicorn) and, for every operation it lists, sends generated requests over real
@@ -42,6 +42,9 @@ OPERATIONS = (
     "GET /v1/episodes/{episode_id}",
     "GET /v1/children/{child_ref}",
     "GET /v1/event-types",
+    "GET /v1/reports/compliance",
+    "GET /v1/alerts",
+    "POST /v1/alerts/{alert_id}/ack",
     "GET /metrics",
     "GET /healthz",
 )

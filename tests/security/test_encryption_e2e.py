@@ -1,4 +1,4 @@
-"""Issue 7 end to end, on a real Temporal dev server with the real worker and API.
+"""Protection of child data end to end, on a real Temporal dev server with the real worker and API.
 
 One full episode goes through the API (every kind of event, refusals and error answers
 included). Then: the engine's stored history, read without the codec, and the server's SQLite
@@ -56,8 +56,8 @@ from mispers.security.codec import (
     key_id_of,
 )
 from mispers.security.keyring import KeyRing, open_ring
+from testkit.factories import envelope, event
 from tests.conftest import eventually, start_dev_server
-from tests.factories import envelope, event
 from worker import PASSTHROUGH, build_worker
 from workflows.child_record import ChildRecord
 from workflows.episode import MissingChildEpisode
@@ -552,7 +552,7 @@ async def test_visibility_carries_no_personal_data(engine: Engine, full_run: Run
         assert leaks(" ".join(visible)) == [], execution.id
         for _, payload in payloads_in(raw.memo):
             assert payload.metadata["encoding"] == ENCODING
-        # Search attributes: only the ones DESIGN.md names, holding refs and codes.
+        # Search attributes: only the ones the contract names, holding refs and codes.
         names = set(raw.search_attributes.indexed_fields) - {"BuildIds", "TemporalChangeVersion"}
         assert names <= {k.name for k in SEARCH_ATTRIBUTES}, names
     assert episode_workflow_id(full_run.episode_id) in seen

@@ -9,7 +9,7 @@ from mispers.domain import episode as rules
 from mispers.domain.episode import Effects
 from mispers.domain.state import EpisodeState, Obligation
 from mispers.policy import Policy, load_policy
-from tests.factories import event, merge
+from testkit.factories import event, merge
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 POLICY = load_policy()

@@ -12,7 +12,7 @@ from mispers.domain import episode as rules
 from mispers.domain.events import Actor
 from mispers.domain.refusals import EventRefused
 from mispers.domain.types import EpisodeStatus, ObligationStatus, RiskLevel, Role
-from tests.factories import event
+from testkit.factories import event
 from tests.unit.rules_kit import POLICY, T0, Episode
 
 H = dt.timedelta(hours=1)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mispers.domain.plausibility import implausibilities
-from tests.factories import event
+from testkit.factories import event
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 

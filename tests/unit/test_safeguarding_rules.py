@@ -1,4 +1,4 @@
-"""Safeguarding rules (issue 3) on the pure functions: floors, the downgrade guard, repeats,
+"""Safeguarding rules on the pure functions: floors, the downgrade guard, repeats,
 locations of concern, disclosures and linked people."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from mispers.domain.people import age_on
 from mispers.domain.refusals import EventRefused
 from mispers.domain.risk import compute_floor, history_phrase
 from mispers.domain.types import ObligationStatus, RiskLevel, Role
-from tests.factories import event
+from testkit.factories import event
 from tests.unit.rules_kit import POLICY, T0, Episode
 
 H = dt.timedelta(hours=1)

@@ -1,0 +1,83 @@
+"""Record the alert lifecycle's history for `tests/test_replay.py`:
+`python -m tests.record_alert_histories`.
+
+Every path the lifecycle leaves in history: an alert addressed from the rota and paged with a
+signed link, acknowledged (escalation paused: the timer moves), the acknowledgement lapsing
+(re-triggered, re-paged, the next rank alerted), a constable's acknowledgement that pauses
+nothing, a repeated acknowledgement answered as a duplicate, a resolved alert refusing one, the
+memo and search attribute kept current, and resolution when the obligation is met or waived.
+Written as `episode-alert-lifecycle-<date>.json`, never over an earlier file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from pathlib import Path
+
+from temporalio.testing import WorkflowEnvironment
+
+from mispers.config import Settings
+from mispers.domain.types import Role
+from mispers.engine.client import EventRejected, data_converter
+from mispers.engine.embedded import venv_binary
+from mispers.policy import PinnedPolicy, load_policy
+from testkit.receivers import webhook_receiver
+from tests.conftest import STARTUP, register_search_attributes
+from tests.harness import EpisodeDriver
+from tests.record_histories import save
+from tests.test_alert_lifecycle_timeskipping import ROTA, ack
+from worker import build_worker
+
+
+async def lifecycle_episode(d: EpisodeDriver) -> None:
+    await d.send("episode.reported")
+    await d.skip(hours=1, minutes=5)  # systems checks missed: the sergeant is paged
+    l1, l2 = (f"{d.episode_id}:systems_checks:L{n}" for n in (1, 2))
+    await ack(d, l1, "SGT-1")
+    await ack(d, l1, "SGT-1")  # a duplicate
+    await d.skip(hours=2, minutes=5)  # the acknowledgement lapses: re-paged, inspector alerted
+    await ack(d, l2, "PC-12", Role.OFFICER)  # recorded, pauses nothing
+    await d.send("enquiry.recorded")  # met: both alerts resolved
+    with contextlib.suppress(EventRejected):  # resolved: refused, leaving no mark
+        await ack(d, l1, "SGT-1")
+    await d.send("social_services.contacted")
+    await d.skip(hours=3)
+    await d.send("child.found")
+    state = await d.state()
+    waivers = [{"obligation_id": o.id, "reason": "recorded drill"} for o in state.outstanding()]
+    await d.send("closure.approved", {"waivers": waivers})
+
+
+async def record(work: Path) -> Path:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(venv_binary("temporal-test-server")),
+        test_server_startup_timeout=STARTUP,
+        data_converter=data_converter(),
+    )
+    rota = work / "rota.csv"
+    rota.write_text(ROTA)
+    pinned = PinnedPolicy.pin(load_policy())
+    async with env:
+        await register_search_attributes(env.client)
+        with webhook_receiver() as hook:
+            settings = Settings(data_dir=work, alert_webhook_url=hook.url, rota=rota)
+            queue = f"record-{uuid.uuid4().hex[:6]}"
+            async with build_worker(env.client, settings, task_queue=queue):
+                child = f"CH-{uuid.uuid4().hex[:6]}"
+                d = EpisodeDriver(env, pinned, queue, f"R-{uuid.uuid4().hex[:8]}", child)
+                await lifecycle_episode(d)
+                path = await save(env.client, f"episode-{d.episode_id}", "episode-alert-lifecycle")
+                await env.client.get_workflow_handle(f"child-{child}").terminate("recorded")
+    return path
+
+
+def main() -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        print(f"recorded {asyncio.run(record(Path(work))).name}")
+
+
+if __name__ == "__main__":
+    main()

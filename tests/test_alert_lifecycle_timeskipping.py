@@ -1,0 +1,234 @@
+"""The alert lifecycle over hours of episode time on the time-skipping server: acknowledged then
+met (resolved, nothing further), acknowledged then left (re-triggered, the acknowledger paged
+again, the next rank alerted), a constable's acknowledgement of an inspector's page, and
+acknowledging a resolved alert."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+from temporalio.testing import WorkflowEnvironment
+
+from mispers.config import Settings
+from mispers.domain.events import Actor
+from mispers.domain.state import Alert
+from mispers.domain.types import AlertState, Role
+from mispers.engine.client import EventRejected, SubmitOutcome, submit_event
+from mispers.policy import PinnedPolicy
+from testkit.factories import event
+from testkit.receivers import WebhookReceiver, smtp_server, webhook_receiver
+from tests.conftest import eventually
+from tests.harness import STARTED, EpisodeDriver, terminate_running
+from worker import build_worker
+
+pytestmark = pytest.mark.integration
+
+DUTY_DESK = "duty.desk@force.test"  # MISPERS_ALERT_EMAIL_TO: when the rota names nobody
+ROTA = """rank,person_id,email,days,start,end
+sergeant,SGT-ON,sgt.on@force.test,*,00:00,00:00
+sergeant,SGT-1,sgt1@force.test,*,00:00,00:00
+inspector,INSP-ON,insp.on@force.test,*,00:00,00:00
+"""
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[WebhookReceiver]:
+    with webhook_receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    with smtp_server() as server:
+        yield Mailbox(*server)
+
+
+@dataclass
+class Mailbox:
+    host: str
+    port: int
+    box: Any
+
+    def to(self, address: str) -> list[Message]:
+        return [m for m in self.box.received() if m["To"] == address]
+
+
+@pytest.fixture
+async def driver(
+    ts_env: WorkflowEnvironment,
+    pinned: PinnedPolicy,
+    webhook: WebhookReceiver,
+    mailbox: Mailbox,
+    tmp_path: Path,
+) -> AsyncIterator[EpisodeDriver]:
+    rota = tmp_path / "rota.csv"
+    rota.write_text(ROTA)
+    queue = f"ts-{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        data_dir=tmp_path,
+        alert_webhook_url=webhook.url,
+        rota=rota,
+        smtp_host=mailbox.host,
+        smtp_port=mailbox.port,
+        alert_email_to=(DUTY_DESK,),
+    )
+    async with build_worker(ts_env.client, settings, task_queue=queue):
+        yield EpisodeDriver(ts_env, pinned, queue, f"A-{uuid.uuid4().hex[:10]}")
+        await terminate_running(ts_env.client, STARTED)
+
+
+async def ack(
+    d: EpisodeDriver, alert_id: str, by: str, role: Role | None = Role.SUPERVISOR
+) -> SubmitOutcome:
+    """An acknowledgement as the API sends it: the actor is the token's."""
+    when = await d.now()
+    ev = event("alert.acknowledged", d.episode_id, when, {"alert_id": alert_id, "by": by})
+    if role is not None:
+        ev = ev.model_copy(update={"actor": Actor(subject=by, role=role)})
+    return await submit_event(d.client, ev, d.pinned, d.task_queue)
+
+
+async def alert(d: EpisodeDriver, alert_id: str) -> Alert:
+    found = next((a for a in (await d.state()).alerts if a.alert_id == alert_id), None)
+    assert found is not None, alert_id
+    return found
+
+
+def steps(webhook: WebhookReceiver, alert_id: str) -> list[tuple[str, Any]]:
+    return [
+        (b["transition"], b.get("reason")) for b in webhook.bodies() if b["alert_id"] == alert_id
+    ]
+
+
+async def test_acknowledged_then_met_is_resolved_and_alerts_no_more(
+    driver: EpisodeDriver, webhook: WebhookReceiver
+) -> None:
+    await driver.send("episode.reported")  # medium: systems checks due in 1 h, an officer's
+    await driver.skip(hours=1, minutes=5)
+    l1 = f"{driver.episode_id}:systems_checks:L1"
+    paged = await eventually(lambda: alert(driver, l1), lambda a: a.recipient is not None)
+    assert paged.state is AlertState.TRIGGERED and paged.rank.value == "sergeant"
+    assert paged.recipient is not None and paged.recipient.person_id == "SGT-ON"
+    assert paged.ack_url and "/ack?token=" in paged.ack_url
+
+    assert (await ack(driver, l1, "SGT-1")).status == "accepted"
+    taken = await alert(driver, l1)
+    assert taken.state is AlertState.ACKNOWLEDGED and taken.acknowledged_by == "SGT-1"
+    assert taken.ack_pauses_escalation and taken.ack_expires_at is not None
+    assert (await ack(driver, l1, "SGT-1")).status == "duplicate"
+
+    await driver.send("enquiry.recorded")  # systems checks done
+    await driver.skip(hours=6)
+    state = await driver.state()
+    done = next(a for a in state.alerts if a.alert_id == l1)
+    assert done.state is AlertState.RESOLVED and done.resolved_at is not None
+    assert [a.alert_id for a in state.alerts if a.obligation_id == "systems_checks"] == [l1]
+    await eventually(
+        lambda: steps(webhook, l1),
+        lambda s: s == [("triggered", None), ("acknowledged", None), ("resolved", None)],
+    )
+    bodies = [b for b in webhook.bodies() if b["alert_id"] == l1]
+    assert all(b["dedup_key"] == l1 for b in bodies)
+    assert bodies[-1]["state"] == "resolved" and bodies[-1]["recipient"]["person_id"] == "SGT-ON"
+
+    with pytest.raises(EventRejected) as refused:
+        await ack(driver, l1, "SGT-ON")
+    assert refused.value.refusal.code == "alert_resolved"
+    assert refused.value.refusal.details["state"] == "resolved"
+    with pytest.raises(EventRejected) as unknown:
+        await ack(driver, f"{driver.episode_id}:systems_checks:L9", "SGT-ON")
+    assert unknown.value.refusal.code == "unknown_alert"
+
+
+async def test_acknowledgement_that_lapses_retriggers_repages_and_escalates_one_rank(
+    driver: EpisodeDriver, webhook: WebhookReceiver
+) -> None:
+    await driver.send("episode.reported")
+    # L1 (sergeant) at 1 h; without an acknowledgement L2 (inspector) would follow at 3 h.
+    await driver.skip(hours=2, minutes=55)
+    l1, l2 = (f"{driver.episode_id}:systems_checks:L{n}" for n in (1, 2))
+    assert (await ack(driver, l1, "SGT-1")).status == "accepted"
+    expires = (await alert(driver, l1)).ack_expires_at
+    assert expires is not None
+
+    await driver.skip(hours=1)  # past 3 h: paused, nothing raised
+    ids = {a.alert_id for a in (await driver.state()).alerts}
+    assert l2 not in ids
+    assert (await alert(driver, l1)).state is AlertState.ACKNOWLEDGED
+
+    await driver.skip(hours=1, minutes=5)  # the acknowledgement (2 h at medium) lapses
+    state = await driver.state()
+    again = next(a for a in state.alerts if a.alert_id == l1)
+    assert again.state is AlertState.TRIGGERED and again.ack_timeouts == 1
+    nxt = next(a for a in state.alerts if a.alert_id == l2)
+    assert nxt.rank.value == "inspector" and nxt.scheduled_at == expires
+    assert [a.alert_id for a in state.alerts if a.obligation_id == "systems_checks"] == [l1, l2]
+
+    repage = await eventually(
+        lambda: [b for b in webhook.bodies() if b["alert_id"] == l1 and b.get("reason")],
+        bool,
+    )
+    assert repage[0]["transition"] == "triggered" and repage[0]["reason"] == "ack_timeout"
+    assert repage[0]["recipient"]["person_id"] == "SGT-1"  # the acknowledger, paged again
+    assert "/ack?token=" in repage[0]["ack_url"]
+    up = await eventually(lambda: [b for b in webhook.bodies() if b["alert_id"] == l2], bool)
+    assert up[0]["transition"] == "triggered" and up[0]["recipient"]["person_id"] == "INSP-ON"
+    assert (await ack(driver, l1, "SGT-1")).status == "accepted"  # a new promise is taken
+
+
+async def test_a_constables_ack_is_recorded_but_does_not_silence_an_inspectors_page(
+    driver: EpisodeDriver, webhook: WebhookReceiver, mailbox: Mailbox
+) -> None:
+    await driver.send("episode.reported")
+    await driver.send("enquiry.recorded")
+    await driver.send("social_services.contacted")
+    unstaffed = ("mispers_alerts_unstaffed_total", {"rank": "superintendent"})
+    before = REGISTRY.get_sample_value(*unstaffed) or 0.0
+    # The sergeant's review (4 h at medium) is missed: the inspector is paged at 4 h.
+    await driver.skip(hours=4, minutes=5)
+    l1, l2 = (f"{driver.episode_id}:supervisor_review:L{n}" for n in (1, 2))
+    page = await alert(driver, l1)
+    assert page.rank.value == "inspector" and page.recipient is not None
+    assert (await ack(driver, l1, "PC-12", Role.OFFICER)).status == "accepted"
+    taken = await alert(driver, l1)
+    assert taken.state is AlertState.ACKNOWLEDGED and taken.acknowledged_by == "PC-12"
+    assert not taken.ack_pauses_escalation and taken.ack_expires_at is None
+    timeline = [e for e in (await driver.state()).timeline if e.type.endswith("acknowledged")]
+    assert timeline and timeline[-1].data["by"] == "PC-12"
+
+    await driver.skip(hours=2)  # escalation goes on at its interval: superintendent at 6 h
+    up = await eventually(lambda: alert(driver, l2), lambda a: a.unstaffed)
+    assert up.rank.value == "superintendent"  # nobody on the rota for it: flagged
+    assert up.recipient is None and up.ack_url  # the link goes to MISPERS_ALERT_EMAIL_TO
+    assert (REGISTRY.get_sample_value(*unstaffed) or 0.0) == before + 1  # counted once
+
+    # E-mail: the inspector on duty gets the page with the link; the unstaffed rank's page goes
+    # to the duty desk, flagged.
+    paged = await eventually(lambda: mailbox.to("insp.on@force.test"), bool)
+    body = paged[0].get_payload()
+    assert l1 in body and "Acknowledge: http" in body and "token=" in body
+    desk = await eventually(lambda: mailbox.to(DUTY_DESK), bool)
+    assert any(l2 in m.get_payload() and "Nobody is on duty" in m.get_payload() for m in desk)
+
+
+async def test_the_listing_memo_stays_bounded_while_the_top_rank_is_realerted(
+    driver: EpisodeDriver,
+) -> None:
+    await driver.send("episode.reported", {"initial_risk": "high"})
+    await driver.skip(hours=8)  # systems checks (30 min) missed: the top rank every 30 min
+    state = await driver.state()
+    raised = [a.alert_id for a in state.alerts if a.obligation_id == "systems_checks"]
+    assert len(raised) > 10
+    description = await driver.client.get_workflow_handle(f"episode-{driver.episode_id}").describe()
+    memo = await description.memo_value("alerts")
+    listed = [m["alert_id"] for m in memo if m["obligation_id"] == "systems_checks"]
+    assert listed == raised[-5:]  # the newest five of the obligation's unresolved alerts
+    assert {"state", "rank", "recipient", "raised_at"} <= set(memo[0])
+    assert "ack_url" not in memo[0]  # a credential stays out of visibility
