@@ -9,11 +9,13 @@ deterministically at close (only the record, never the state, reaches the activi
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from mispers.domain.state import EpisodeState
 from mispers.domain.types import ObligationStatus
+from mispers.simulation.stream import pii_free_stream
 
 REASON_MAX = 120
 
@@ -79,6 +81,8 @@ class EpisodeRecord(BaseModel):
     grades: list[GradeRecord] = Field(default_factory=list)
     obligations: list[ObligationRecord] = Field(default_factory=list)
     alerts: list[AlertRecord] = Field(default_factory=list)
+    # the accepted events without personal data, for policy simulation (mispers.simulation)
+    stream: list[dict[str, Any]] = Field(default_factory=list)
 
     @property
     def month(self) -> str:
@@ -165,4 +169,5 @@ def episode_record(state: EpisodeState, run: str, written_at: dt.datetime) -> Ep
             )
             for a in state.alerts
         ],
+        stream=pii_free_stream(state),
     )

@@ -53,6 +53,7 @@ TABLES: dict[str, dict[str, str]] = {
         "location_categories": "VARCHAR[]",
         "policy_version": "VARCHAR",
         "event_times": "JSON",
+        "stream": "JSON",
         "month": "VARCHAR",
     },
     "obligations": {
@@ -144,6 +145,7 @@ def rows(records: Iterable[EpisodeRecord], batch: str = "") -> dict[str, list[di
                 "location_categories": r.location_categories,
                 "policy_version": r.policy_version,
                 "event_times": {k: [_ts(t) for t in v] for k, v in r.event_times.items()},
+                "stream": r.stream,
                 "month": month,
             }
         )
@@ -292,6 +294,10 @@ class DuckDBStore(AnalyticsStore):
             for table, columns in TABLES.items():
                 spec = ", ".join(f'"{c}" {k}' for c, k in columns.items())
                 con.execute(f"CREATE TABLE IF NOT EXISTS {table}_rows ({spec})")
+                for column, kind in columns.items():  # a file made before a column was added
+                    con.execute(
+                        f'ALTER TABLE {table}_rows ADD COLUMN IF NOT EXISTS "{column}" {kind}'
+                    )
             with _ndjson([{"episode_id": r.episode_id} for r in records], self.path.parent) as ids:
                 con.execute("BEGIN")
                 con.execute(
@@ -307,7 +313,9 @@ class DuckDBStore(AnalyticsStore):
                 for table, items in tables.items():
                     if items:
                         with _ndjson(items, self.path.parent) as source:
-                            con.execute(f"INSERT INTO {table}_rows {_select(table, source)}")
+                            con.execute(
+                                f"INSERT INTO {table}_rows BY NAME {_select(table, source)}"
+                            )
                 con.execute("COMMIT")
         finally:
             con.close()

@@ -97,7 +97,12 @@ class ObligationStatus(StrEnum):
 
     @property
     def is_outstanding(self) -> bool:
-        return self is ObligationStatus.OPEN or self is ObligationStatus.OVERDUE
+        # a module constant: looking members up on the class costs more than the test itself,
+        # and the rules ask this of every obligation at every tick
+        return self in _OUTSTANDING
+
+
+_OUTSTANDING = frozenset({ObligationStatus.OPEN, ObligationStatus.OVERDUE})
 
 
 class Flag(StrEnum):
