@@ -29,6 +29,7 @@ from mispers.analytics.store import open_store
 from mispers.api.validation import EVENT_ADAPTER
 from mispers.config import Settings
 from mispers.domain.locations import parse_register
+from mispers.offline.driver import STREAM_ACTOR
 from mispers.offline.synth import SynthEpisode, register_lookup, synthesize
 from mispers.policy import PinnedPolicy
 from mispers.simulation import run as sim
@@ -82,7 +83,10 @@ async def test_the_baseline_simulated_raises_the_alerts_the_workflows_raised(
     )
     timeline = sorted(
         (
-            EVENT_ADAPTER.validate_python({k: v for k, v in e.items() if k != "specversion"})
+            EVENT_ADAPTER.validate_python(
+                {k: v for k, v in e.items() if k != "specversion"}
+                | {"actor": STREAM_ACTOR.model_dump(mode="json")}
+            )
             for ep in synthetic
             for e in ep.events
         ),
