@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,25 @@ class Twin:
             accepted = False
         self.sent.setdefault(ev.subject, []).append(Sent(ev, at, accepted))
         return accepted
+
+    async def play(self, episodes: Iterable[SynthEpisode]) -> None:
+        """Every event of `episodes`, all interleaved, each at its own instant on the server's
+        clock, posted as the offline driver judges a stream from a file (the API would stamp
+        a token's actor); the workflow must accept each."""
+        timeline = sorted(
+            (
+                EVENT_ADAPTER.validate_python(
+                    {k: v for k, v in e.items() if k != "specversion"}
+                    | {"actor": STREAM_ACTOR.model_dump(mode="json")}
+                )
+                for ep in episodes
+                for e in ep.events
+            ),
+            key=lambda ev: ev.time,
+        )
+        for ev in timeline:
+            await self.at(ev.time)
+            assert await self.send(ev), f"the workflow refused {ev.type} of {ev.subject}"
 
     async def state(self, episode_id: str) -> EpisodeState:
         state = await get_episode_state(self.env.client, episode_id)
@@ -195,22 +214,7 @@ async def test_workflow_and_offline_driver_agree_field_by_field(
     )
     scripted_id = f"EQ{run}-SCRIPTED"
     await scripted_episode(twin, scripted_id, f"EQ{run}-CS")
-    # every synthetic event, all episodes interleaved, at its own instant on the server's clock,
-    # posted as the offline driver judges a stream from a file (the API would stamp a token's)
-    timeline = sorted(
-        (
-            EVENT_ADAPTER.validate_python(
-                {k: v for k, v in e.items() if k != "specversion"}
-                | {"actor": STREAM_ACTOR.model_dump(mode="json")}
-            )
-            for ep in synthetic
-            for e in ep.events
-        ),
-        key=lambda ev: ev.time,
-    )
-    for ev in timeline:
-        await twin.at(ev.time)
-        assert await twin.send(ev), f"the workflow refused {ev.type} of {ev.subject}"
+    await twin.play(synthetic)
     until = await twin.now()
 
     records = ChildRecords()

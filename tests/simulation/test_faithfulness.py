@@ -26,10 +26,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from mispers.analytics.record import episode_record
 from mispers.analytics.store import open_store
-from mispers.api.validation import EVENT_ADAPTER
 from mispers.config import Settings
 from mispers.domain.locations import parse_register
-from mispers.offline.driver import STREAM_ACTOR
 from mispers.offline.synth import SynthEpisode, register_lookup, synthesize
 from mispers.policy import PinnedPolicy
 from mispers.simulation import run as sim
@@ -81,20 +79,7 @@ async def test_the_baseline_simulated_raises_the_alerts_the_workflows_raised(
         if len({e.state.child_ref for e in eps}) < len(eps)
         and any(e.state.location_hits for e in eps)
     )
-    timeline = sorted(
-        (
-            EVENT_ADAPTER.validate_python(
-                {k: v for k, v in e.items() if k != "specversion"}
-                | {"actor": STREAM_ACTOR.model_dump(mode="json")}
-            )
-            for ep in synthetic
-            for e in ep.events
-        ),
-        key=lambda ev: ev.time,
-    )
-    for ev in timeline:
-        await twin.at(ev.time)
-        assert await twin.send(ev), f"the workflow refused {ev.type} of {ev.subject}"
+    await twin.play(synthetic)
     until = await twin.now()
     ids = [ep.episode_id for ep in synthetic]
     states = {episode_id: await twin.state(episode_id) for episode_id in ids}
