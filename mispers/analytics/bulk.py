@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import multiprocessing
-import os
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from mispers.analytics.record import episode_record
 from mispers.analytics.store import open_store
 from mispers.domain.locations import LocationOfConcern
 from mispers.offline.synth import children_plan, register_lookup, synthesize
+from mispers.parallel import in_processes
 from mispers.policy import load_policy
 
 CHUNK_EPISODES = 2000
@@ -96,15 +95,4 @@ def run_all(
     work: list[Job], processes: int | None, on_done: Callable[[Done], None]
 ) -> Iterator[Done]:
     """Each job's result as it finishes (in any order)."""
-    processes = processes or os.cpu_count() or 1
-    if processes == 1 or len(work) == 1:
-        for job in work:
-            done = run_job(job)
-            on_done(done)
-            yield done
-        return
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(processes) as pool:
-        for done in pool.imap_unordered(run_job, work):
-            on_done(done)
-            yield done
+    return in_processes(run_job, work, processes, on_done)

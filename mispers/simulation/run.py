@@ -7,8 +7,6 @@ the raw event bodies and parses them itself, so the parent only reads and deals.
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -17,6 +15,7 @@ from mispers.domain.locations import LocationOfConcern
 from mispers.domain.types import ObligationStatus
 from mispers.offline.driver import ChildRecords, EpisodeRun, Recorded, run_episode
 from mispers.offline.synth import ADAPTER, register_lookup
+from mispers.parallel import in_processes
 from mispers.policy.model import Policy
 
 # a child's episodes: (episode id, its event bodies in recorded order)
@@ -177,16 +176,5 @@ def jobs(
 def run_all(
     work: list[Job], processes: int | None, on_done: Callable[[list[Compared]], None]
 ) -> Iterator[list[Compared]]:
-    """Each job's episodes as it finishes (in any order)."""
-    processes = processes or os.cpu_count() or 1
-    if processes == 1 or len(work) <= 1:
-        for job in work:
-            done = run_job(job)
-            on_done(done)
-            yield done
-        return
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(processes) as pool:
-        for done in pool.imap_unordered(run_job, work):
-            on_done(done)
-            yield done
+    """Each job's result as it finishes (in any order)."""
+    return in_processes(run_job, work, processes, on_done)
