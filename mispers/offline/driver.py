@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from mispers.domain import alert_lifecycle as lifecycle
 from mispers.domain import episode as rules
 from mispers.domain.child_record import ChildRecordState, record_episode
-from mispers.domain.events import Actor, AlertAcknowledged, EventBase
+from mispers.domain.events import EVENT_MODELS, Actor, AlertAcknowledged, EventBase
 from mispers.domain.locations import LocationOfConcern
 from mispers.domain.messages import EpisodeSummaryForChild, event_key
 from mispers.domain.refusals import EventRefused
-from mispers.domain.state import Alert, EpisodeState
+from mispers.domain.state import Alert, EpisodeState, TimelineEntry
 from mispers.domain.types import Rank, Role
 from mispers.policy.model import Policy
 
@@ -49,6 +49,30 @@ class Recorded:
     @classmethod
     def as_it_happened(cls, event: EventBase) -> Recorded:
         return cls(event=event, recorded_at=event.time)
+
+    @classmethod
+    def from_timeline(cls, episode_id: str, entry: TimelineEntry) -> Recorded:
+        """An event an episode recorded, at the instant it recorded it, by the actor who posted
+        it: what the rules saw, whatever the sender's clock or network did meanwhile."""
+        event = EVENT_MODELS[entry.type].model_validate(
+            {
+                "id": entry.event_id,
+                "source": entry.source,
+                "type": entry.type,
+                "subject": episode_id,
+                "time": entry.time,
+                "actor": entry.posted_by,
+                "data": entry.data,
+            }
+        )
+        return cls(event=event, recorded_at=entry.recorded_at)
+
+
+def recorded_stream(state: EpisodeState) -> list[Recorded]:
+    """An episode's events in the order it recorded them (its timeline is in event-time order;
+    events recorded at one instant keep their order)."""
+    entries = sorted(state.timeline, key=lambda e: e.recorded_at)
+    return [Recorded.from_timeline(state.episode_id, entry) for entry in entries]
 
 
 class ChildRecords:
