@@ -212,18 +212,41 @@ def run_episode(
     until: dt.datetime | None = None,
     records: ChildRecords | None = None,
     lookup: Lookup = no_locations,
+    wakes: Iterable[dt.datetime] | None = None,
 ) -> EpisodeRun:
     """Apply `stream` (in recorded order) and, when `until` is given, let time run to it as the
-    workflow's timers would. `records` is shared between episodes of the same children (repeat
-    counts); episodes must then be run in the order they were reported."""
+    workflow's timers would: each at the instant it falls due, or, given `wakes` (the instants
+    a workflow's tasks ran, read from its history), at those instants only. `records` is shared
+    between episodes of the same children (repeat counts); episodes must then be run in the
+    order they were reported."""
     run = EpisodeRun(
         episode_id, policy, policy_version=policy_version, records=records, lookup=lookup
     )
+    if wakes is not None:
+        return _run_at_wakes(run, stream, sorted(wakes), until)
     for item in sorted(stream, key=lambda r: r.recorded_at):
         run.wake_until(item.recorded_at, inclusive=False)
         run.event(item)
     if until is not None:
         run.wake_until(until, inclusive=True)
+    return run
+
+
+def _run_at_wakes(
+    run: EpisodeRun, stream: Iterable[Recorded], wakes: list[dt.datetime], until: dt.datetime | None
+) -> EpisodeRun:
+    """Time moves only at `wakes`, the instants the workflow actually ran (a timer handled late,
+    after an outage, is handled at the instant it ran, after the events recorded then)."""
+    pending = iter(wakes)
+    wake = next(pending, None)
+    for item in sorted(stream, key=lambda r: r.recorded_at):
+        while wake is not None and wake < item.recorded_at:
+            run.tick(wake)
+            wake = next(pending, None)
+        run.event(item)
+    while wake is not None and (until is None or wake <= until):
+        run.tick(wake)
+        wake = next(pending, None)
     return run
 
 
