@@ -64,6 +64,7 @@ GIVE_UP_AFTER = 300.0
 # Longer than the API's own 30 s bound on an engine call, so its 503 arrives before our timeout.
 REQUEST_TIMEOUT = 45.0
 RETRY_FIRST, RETRY_MAX = 0.2, 2.0
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 NONDETERMINISM = re.compile(r"nondetermin", re.IGNORECASE)
 # How late an episode may run a timer that fell due while the service ran: a workflow task's
 # wait on a loaded machine.
@@ -409,6 +410,9 @@ class Histories:
     # Per episode workflow: the instants its workflow tasks ran (each completed task's start,
     # its `workflow.now()`), over all its runs.
     wakes: dict[str, list[dt.datetime]] = field(default_factory=dict)
+    # Per episode workflow: each workflow task that timed out, from its start to its timeout
+    # (held by a killed worker, or by one too busy to answer in time).
+    stalls: dict[str, list[tuple[dt.datetime, dt.datetime]]] = field(default_factory=dict)
 
 
 async def scan_histories(client: Client) -> Histories:
@@ -431,6 +435,9 @@ async def scan_histories(client: Client) -> Histories:
             elif ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
                 if started is not None and workflow_type == EPISODE_WORKFLOW:
                     wakes.append(started)
+            elif ev.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+                if workflow_type == EPISODE_WORKFLOW and (done := _local_activity_done(ev)):
+                    wakes.append(done)
             elif ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
                 attrs = ev.workflow_task_failed_event_attributes
                 cause = WorkflowTaskFailedCause.Name(attrs.cause).removeprefix(
@@ -446,9 +453,28 @@ async def scan_histories(client: Client) -> Histories:
                     found.nondeterminism += 1
             elif ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
                 found.task_timeouts += 1
+                if started is not None:
+                    timed_out = dt.datetime.fromtimestamp(
+                        ev.event_time.ToNanoseconds() / 1e9, dt.UTC
+                    )
+                    found.stalls.setdefault(workflow_id, []).append((started, timed_out))
 
     await asyncio.gather(*(one(e.id, e.run_id, e.workflow_type) for e in executions))
     return found
+
+
+def _local_activity_done(ev: Any) -> dt.datetime | None:
+    """A local activity's result reaches the workflow at the instant it completed, within the
+    workflow task that ran it: `workflow.now()` moves to that instant (kept in the marker)."""
+    attrs = ev.marker_recorded_event_attributes
+    if attrs.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in attrs.details:
+        return None
+    payload = attrs.details["data"].payloads[0].data
+    done = json.loads(payload).get("complete_time")
+    if not done:
+        return None
+    ns = int(done.get("seconds", 0)) * 1_000_000_000 + int(done.get("nanos", 0))
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC)
 
 
 def nondeterminism_in_logs(logs: Path) -> int:
@@ -476,7 +502,7 @@ class AlertJudgement:
     # Owed, and raised (or overtaken) later than the allowance: a lost or stalled timer.
     too_late: list[str] = field(default_factory=list)
     worst_lateness: float = 0.0  # seconds, over every owed alert
-    worst_lateness_outside_faults: float = 0.0
+    worst_lateness_outside_faults: float = 0.0  # and outside timed-out workflow tasks
 
 
 @dataclass
@@ -569,9 +595,9 @@ class Report:
             f"{len(a.raised)}; overtaken while an episode ran late {len(a.overtaken)}; "
             f"unlike the derivation at the instants the episodes ran "
             f"{len(a.unlike_derivation)}; raised but owed by no rule {len(a.raised_not_owed)}",
-            f"  lateness: worst {a.worst_lateness:.1f} s, outside faults "
+            f"  lateness: worst {a.worst_lateness:.1f} s, outside faults and timed-out tasks "
             f"{a.worst_lateness_outside_faults:.1f} s (allowed {LAG.total_seconds():g} s, or "
-            f"to {LAG.total_seconds():g} s past a fault span); later than that "
+            f"to {LAG.total_seconds():g} s past such a stall); later than that "
             f"{len(a.too_late)}",
             f"delivered {self.alerts_delivered} of those raised ({self.alert_posts} webhook "
             f"posts, {self.alert_posts - self.alerts_delivered} repeats); delivered but never "
@@ -793,14 +819,18 @@ async def _chaos(
             await asyncio.wait_for(done.wait(), timeout=0.2)
 
 
-def fault_spans(
+def stall_spans(
     asleep: list[tuple[dt.datetime, dt.datetime]],
+    timed_out: list[tuple[dt.datetime, dt.datetime]],
 ) -> list[tuple[dt.datetime, dt.datetime]]:
-    """The spans in which a timer may fall due and run late: from just before a worker or server
-    went down (a task it held) until it was back and a held task handed on, overlaps merged."""
+    """The spans in which a timer that falls due runs late, overlaps merged: from just before a
+    worker or server went down (a task it held) until it was back and a held task handed on;
+    and, for one episode, each workflow task of it that timed out (from its start to the
+    timeout, when the next attempt is handed out)."""
     spans: list[tuple[dt.datetime, dt.datetime]] = []
-    for down, up in sorted(asleep):
-        start, end = down - LAG, up + WORKFLOW_TASK_TIMEOUT
+    raw = [(down - LAG, up + WORKFLOW_TASK_TIMEOUT) for down, up in asleep]
+    raw += [(started - LAG, ended) for started, ended in timed_out]
+    for start, end in sorted(raw):
         if spans and start <= spans[-1][1]:
             spans[-1] = (spans[-1][0], max(spans[-1][1], end))
         else:
@@ -829,9 +859,9 @@ def judge_alerts(
     episode recorded them (the instants in its timeline, not the client's send and answer):
     once with every timer run the instant it falls due (the alerts due), once at the instants
     its workflow actually ran (which must give exactly what it raised). The two differ only by
-    lateness, which must stay within the allowance: `LAG`, or the fault span the timer fell in."""
+    lateness, which must stay within the allowance: `LAG`, or to `LAG` past the stall (a fault,
+    a timed-out workflow task) the timer fell due in."""
     judged = AlertJudgement()
-    spans = fault_spans(asleep)
     for episode in episodes:
         data = states.get(episode.episode_id)
         if data is None:
@@ -842,7 +872,9 @@ def judge_alerts(
         judged.raised.update(raised)
         owed = run_episode(episode.episode_id, stream, policy, until=settled_at).alerts
         judged.owed.update((a.alert_id, a) for a in owed)
-        wakes = histories.wakes.get(episode_workflow_id(episode.episode_id), [])
+        workflow_id = episode_workflow_id(episode.episode_id)
+        wakes = histories.wakes.get(workflow_id, [])
+        spans = stall_spans(asleep, histories.stalls.get(workflow_id, []))
         at_wakes = {
             a.alert_id: a
             for a in run_episode(
