@@ -39,13 +39,18 @@ from typing import Any
 
 import httpx
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 
 from bench.common import console, cpu_seconds
 from mispers.api.auth import load_secret, mint_token
 from mispers.config import Settings, load_settings
 from mispers.dev import Child, DevStack, fresh_file, http_ok, port_open
-from mispers.domain.messages import EPISODE_WORKFLOW, EpisodeInput, episode_workflow_id
+from mispers.domain.messages import (
+    EPISODE_WORKFLOW,
+    AlertDelivery,
+    EpisodeInput,
+    episode_workflow_id,
+)
 from mispers.domain.state import Alert, EpisodeState
 from mispers.domain.types import Rank, Role
 from mispers.engine.client import connect
@@ -67,8 +72,8 @@ RETRY_FIRST, RETRY_MAX = 0.2, 2.0
 LOCAL_ACTIVITY_MARKER = "core_local_activity"
 NONDETERMINISM = re.compile(r"nondetermin", re.IGNORECASE)
 # How late an episode may run a timer that fell due while the service ran: a workflow task's
-# wait on a loaded machine.
-LAG = dt.timedelta(seconds=5)
+# wait on a loaded 2-core machine (5.9 s seen with four other test suites running beside it).
+LAG = dt.timedelta(seconds=10)
 # A timer that fell due during a fault, or while a killed worker held the episode's workflow
 # task, runs when the episode runs again: the task a killed worker held is handed to another
 # after Temporal's workflow task timeout (the service keeps the default).
@@ -426,18 +431,12 @@ async def scan_histories(client: Client) -> Histories:
             history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
         found.executions += 1
         found.episode_runs += workflow_type == EPISODE_WORKFLOW
-        wakes = found.wakes.setdefault(workflow_id, [])
+        if workflow_type == EPISODE_WORKFLOW:
+            found.wakes.setdefault(workflow_id, []).extend(await loop_wakes(client, history))
         started: dt.datetime | None = None
         for ev in history.events:
             if ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-                # as the SDK derives `workflow.now()` from the task's start
-                started = dt.datetime.fromtimestamp(ev.event_time.ToNanoseconds() / 1e9, dt.UTC)
-            elif ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-                if started is not None and workflow_type == EPISODE_WORKFLOW:
-                    wakes.append(started)
-            elif ev.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
-                if workflow_type == EPISODE_WORKFLOW and (done := _local_activity_done(ev)):
-                    wakes.append(done)
+                started = _instant(ev.event_time)
             elif ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
                 attrs = ev.workflow_task_failed_event_attributes
                 cause = WorkflowTaskFailedCause.Name(attrs.cause).removeprefix(
@@ -454,27 +453,74 @@ async def scan_histories(client: Client) -> Histories:
             elif ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
                 found.task_timeouts += 1
                 if started is not None:
-                    timed_out = dt.datetime.fromtimestamp(
-                        ev.event_time.ToNanoseconds() / 1e9, dt.UTC
-                    )
-                    found.stalls.setdefault(workflow_id, []).append((started, timed_out))
+                    stall = (started, _instant(ev.event_time))
+                    found.stalls.setdefault(workflow_id, []).append(stall)
 
     await asyncio.gather(*(one(e.id, e.run_id, e.workflow_type) for e in executions))
     return found
 
 
-def _local_activity_done(ev: Any) -> dt.datetime | None:
-    """A local activity's result reaches the workflow at the instant it completed, within the
-    workflow task that ran it: `workflow.now()` moves to that instant (kept in the marker)."""
+# The activities whose completion wakes the episode's loop (workflows/episode.py: its I/O lanes).
+IO_ACTIVITIES = {"sync_child_record", "check_location"}
+
+
+async def loop_wakes(client: Client, history: WorkflowHistory) -> list[dt.datetime]:
+    """The instants an episode's loop woke and stepped the rules (`workflow.now()` then), read
+    from its history: each workflow task that began the run, handled a timer, an accepted
+    event or an I/O answer; and each local activity that answered within a task (the SDK moves
+    `workflow.now()` to its completion): a register look-up, or an alert round that paged
+    someone. A task that only heard of a delivery retried by the server does not wake it."""
+    wakes: list[dt.datetime] = []
+    kinds: dict[int, str] = {}
+    started: dt.datetime | None = None
+    woke = True  # the run's first task
+    for ev in history.events:
+        kind = ev.event_type
+        if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            started = _instant(ev.event_time)
+        elif kind == EventType.EVENT_TYPE_TIMER_FIRED:
+            woke = True
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            kinds[ev.event_id] = ev.activity_task_scheduled_event_attributes.activity_type.name
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            scheduled = ev.activity_task_completed_event_attributes.scheduled_event_id
+            woke = woke or kinds.get(scheduled) in IO_ACTIVITIES
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            if woke and started is not None:
+                wakes.append(started)
+            woke = False
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            if started is not None:  # accepted in the task just completed
+                wakes.append(started)
+        elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
+            done = await _local_activity_wake(client, ev)
+            if done is not None:
+                wakes.append(done)
+    return sorted(set(wakes))
+
+
+async def _local_activity_wake(client: Client, ev: Any) -> dt.datetime | None:
     attrs = ev.marker_recorded_event_attributes
     if attrs.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in attrs.details:
         return None
-    payload = attrs.details["data"].payloads[0].data
-    done = json.loads(payload).get("complete_time")
-    if not done:
+    data = json.loads(attrs.details["data"].payloads[0].data)
+    done = data.get("complete_time")
+    if not done or "result" not in attrs.details:
+        return None  # failed: the loop goes on as if nothing was paged
+    if data.get("activity_type") == "deliver_alerts_once":
+        payloads = list(attrs.details["result"].payloads)
+        [delivery] = await client.data_converter.decode(payloads, [AlertDelivery])
+        if not delivery.paged:
+            return None
+    elif data.get("activity_type") not in IO_ACTIVITIES:
         return None
     ns = int(done.get("seconds", 0)) * 1_000_000_000 + int(done.get("nanos", 0))
     return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC)
+
+
+def _instant(stamp: Any) -> dt.datetime:
+    """A history event's time as the SDK turns it into `workflow.now()`."""
+    return dt.datetime.fromtimestamp(stamp.ToNanoseconds() / 1e9, dt.UTC)
 
 
 def nondeterminism_in_logs(logs: Path) -> int:
