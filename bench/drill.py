@@ -10,8 +10,11 @@ or said the engine was unavailable: the same event id, so a second recording is 
 duty to refuse. A local webhook counts alert deliveries by `alert_id`.
 
 Afterwards, for every episode: each event id is in the timeline exactly once, the status is the
-one its stream implies, and every alert the rules owe for its stream reached the webhook; every
-history is scanned for failed workflow tasks and non-determinism. The drill fails on any of
+one its stream implies, the alerts it raised are exactly those the rules give (the offline
+driver) for what it recorded at the instants it ran, every alert due was raised (or overtaken
+by an event while the episode ran late) within the allowance for lateness, and every alert
+raised reached the webhook; every history is scanned for failed workflow tasks and
+non-determinism. The drill fails on any of
 these, on a failed workflow task, and on a part that died without the drill killing it (it is
 restarted so the run can finish, and reported). The events carry the test factories'
 synthetic child; nothing about a child is ever printed: the figures are counts, and events are

@@ -2,8 +2,9 @@
 streams through the real API while the worker, the embedded server and the API are each
 SIGKILLed once and restarted. Nothing lost, nothing recorded twice, no non-determinism, no
 failed workflow task, no part dead without the drill killing it, every episode closed, every
-alert raised delivered to the webhook, and the alerts the rules owe for the streams (derived
-from them) raised but for a few at the edge of the timing the driver cannot see. One implementation
+alert raised delivered to the webhook, and the alerts the rules owe for what each episode
+recorded (derived by the offline driver) raised exactly as the rules give them at the instants
+the episode ran, each within the allowance for lateness (bench/README.md). One implementation
 with the bench (bench/drill.py), a smaller size; and the drill itself fails when a part crashes
 behind its back or a workflow task fails."""
 
