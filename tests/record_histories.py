@@ -152,6 +152,8 @@ async def location_while_record_stalled(d: EpisodeDriver) -> None:
     async with Worker(d.client, task_queue=record_queue, workflows=[ChildRecord]):
         await eventually(d.state, lambda s: s.repeat.known, within=60)
         await d.close()
+        # the record's last sync must be answered while its worker is still here
+        await terminate_running(d.client, STARTED)
 
 
 async def disclosure(d: EpisodeDriver) -> None:
