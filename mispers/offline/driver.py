@@ -3,7 +3,7 @@
 The workflow (workflows/episode.py) answers each event in its Update handler, then its loop
 calls `advance` at that instant and sleeps until `next_wakeup`; an Update that arrives at the
 instant a timer fires is handled first. Its I/O (the child's record, the locations register)
-runs one item at a time after the event that asked for it. This module does the same with the
+runs after the event that asked for it, one lane per kind. This module does the same with the
 I/O answered in memory at the event's instant: the child's record by the same pure rules the
 child-record workflow uses, the register by a look-up function.
 """
