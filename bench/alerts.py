@@ -31,7 +31,6 @@ import json
 import os
 import random
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -58,13 +57,9 @@ from bench.common import (
     write_results,
 )
 from mispers.api.validation import EVENT_ADAPTER
-from mispers.domain import episode as rules
-from mispers.domain.messages import event_key
-from mispers.domain.refusals import EventRefused
 from mispers.domain.state import Alert, EpisodeState
 from mispers.engine.client import connect, get_episode_state
 from mispers.offline import owed_alerts as offline_owed_alerts
-from mispers.offline.driver import STREAM_ACTOR
 from mispers.policy import PinnedPolicy, Policy, load_policy
 
 # A 503 says "sending again is safe": the ramp sends again with back-off, as a real source
@@ -202,67 +197,6 @@ def owed_alerts(reports: dict[str, Any], policy: Policy, until: float) -> dict[s
         for episode_id, body in reports.items()
     }
     return offline_owed_alerts(events, policy, dt.datetime.fromtimestamp(until, dt.UTC))
-
-
-def owed_by_streams(
-    streams: dict[str, list[tuple[dict[str, Any], dt.datetime]]],
-    policy: Policy,
-    until: dt.datetime,
-    asleep: Sequence[tuple[dt.datetime, dt.datetime]] = (),
-    lag: dt.timedelta = dt.timedelta(0),
-    catch_up: dt.timedelta = dt.timedelta(0),
-) -> dict[str, Alert]:
-    """Every alert the rules owe by `until` for each episode's events (CloudEvents bodies, each
-    with the instant the episode applied it), stepping time exactly as the workflow's loop does:
-    wake by wake while it runs (so no catch-up collapsing), and for each span in `asleep` (no
-    worker, or no server) once at its end, after the events that arrived meanwhile, as a
-    workflow does when it runs again (`catch_up` after the span's end; events are applied from
-    its end). With `lag`, every wake is taken that much late (a busy worker), after the events
-    that arrived meanwhile. An event the rules refuse or already
-    recorded changes nothing, as in the workflow."""
-    windows = sorted(asleep)
-    waking = [(down, up + catch_up) for down, up in windows]
-
-    def window_of(
-        at: dt.datetime, spans: Sequence[tuple[dt.datetime, dt.datetime]] = windows
-    ) -> tuple[dt.datetime, dt.datetime] | None:
-        return next((w for w in spans if w[0] <= at < w[1]), None)
-
-    owed: dict[str, Alert] = {}
-    for episode_id, events in streams.items():
-        state = rules.new_state(episode_id, "derived")
-        timeline = sorted(
-            ((window[1] if (window := window_of(at)) else at), n, body)
-            for n, (body, at) in enumerate(events)
-        )
-        pending = iter([*timeline, (until, len(timeline), None)])
-        for applied_at, _, body in pending:
-            while (wake := rules.next_wakeup(state, policy)) is not None and wake <= applied_at:
-                window = window_of(wake, waking)
-                tick = max(wake + lag, window[1]) if window else wake + lag
-                if tick > wake and applied_at <= tick:
-                    break  # late: the events that arrive meanwhile are applied first
-                for alert in rules.advance(state, policy, tick):
-                    owed[alert.alert_id] = alert
-            if body is None:
-                break
-            event = _event(body)
-            if event.actor is None:  # the service stamped the posting token's; all were accepted
-                event = event.model_copy(update={"actor": STREAM_ACTOR})
-            if event_key(event) in state.event_keys:
-                continue
-            try:
-                rules.check_event(state, event, policy, applied_at)
-            except EventRefused:
-                continue
-            rules.apply_event(state, event, policy, applied_at)
-    return owed
-
-
-def _event(body: dict[str, Any]) -> Any:
-    return EVENT_ADAPTER.validate_json(
-        json.dumps({k: body[k] for k in ("id", "source", "subject", "time", "type", "data")})
-    )
 
 
 async def agreement(

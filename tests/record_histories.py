@@ -12,7 +12,9 @@ firing escalations through every rank, alert delivery with a local round and onc
 server-side retry, reassessment, disclosure, closure refused then approved with waivers);
 the others each follow one path alone: a neglected episode escalating to the top rank, a
 repeat child crossing each threshold, closure refused then approved with waivers, a location
-of concern, a disclosure leading to a crime obligation, and an episode that continues as new."""
+of concern, a location of concern checked while the child's record cannot be reached (the
+look-up and the sync in lanes of their own), a disclosure leading to a crime obligation, and an
+episode that continues as new."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
+from temporalio.worker import Worker
 
 from mispers.config import Settings
 from mispers.domain.messages import (
@@ -38,6 +41,7 @@ from testkit.receivers import webhook_receiver
 from tests.conftest import eventually, register_search_attributes, start_time_skipping_server
 from tests.harness import STARTED, EpisodeDriver, terminate_running
 from worker import build_worker
+from workflows.child_record import ChildRecord, ChildRecordInput
 
 HISTORIES = Path(__file__).parent / "histories"
 REGISTER = "postcode,category,reference\nN1 9GU,registered_sex_offender,RSO-7\n"
@@ -130,6 +134,28 @@ async def location_of_concern(d: EpisodeDriver) -> None:
     await d.close()
 
 
+async def location_while_record_stalled(d: EpisodeDriver) -> None:
+    """The child's record cannot be reached (its queue has no worker) while a sighting is at a
+    postcode on the register: the look-up answers beside the sync in flight; then the record's
+    worker comes back, the sync completes and the episode closes."""
+    record_queue = f"{d.task_queue}-record"
+    await d.client.start_workflow(
+        ChildRecord.run,
+        ChildRecordInput(child_ref=d.child_ref),
+        id=child_workflow_id(d.child_ref),
+        task_queue=record_queue,
+    )
+    await d.send("episode.reported")
+    await d.send("sighting.reported", {"location": {"postcode": "N1 9GU", "description": "a flat"}})
+    state = await eventually(d.state, lambda s: "location_of_concern" in s.flags)
+    assert not state.repeat.known, "the record answered before the look-up"
+    async with Worker(d.client, task_queue=record_queue, workflows=[ChildRecord]):
+        await eventually(d.state, lambda s: s.repeat.known, within=60)
+        await d.close()
+        # the record's last sync must be answered while its worker is still here
+        await terminate_running(d.client, STARTED)
+
+
 async def disclosure(d: EpisodeDriver) -> None:
     """A 15-year-old's disclosure: a crime to record, overdue and escalated, then recorded."""
     now = await d.now()
@@ -165,6 +191,7 @@ SCENARIOS: dict[str, tuple[Callable[[EpisodeDriver], Awaitable[None]], tuple[str
     "repeat": (repeat_child, ("episode", "child_record")),
     "closure-refused": (closure_refused, ("episode",)),
     "location-of-concern": (location_of_concern, ("episode",)),
+    "location-while-record-stalled": (location_while_record_stalled, ("episode",)),
     "disclosure": (disclosure, ("episode",)),
     "continued-as-new": (continued_as_new, ("first_run",)),
 }

@@ -27,9 +27,11 @@ from temporalio.worker import Worker
 from mispers.config import Settings
 from mispers.domain import episode as rules
 from mispers.domain.events import EventBase
+from mispers.domain.locations import parse_register
 from mispers.domain.messages import EpisodeInput, child_workflow_id, episode_workflow_id
-from mispers.domain.state import Alert
+from mispers.domain.state import Alert, EpisodeState
 from mispers.engine.client import submit_event
+from mispers.offline.driver import ChildRecords, recorded_stream, run_episode
 from mispers.policy import PinnedPolicy, Policy
 from testkit.factories import event
 from testkit.receivers import webhook_receiver
@@ -143,3 +145,96 @@ async def test_every_alert_is_raised_on_time_while_the_child_record_cannot_be_re
                 known = await eventually(d.state, lambda s: s.repeat.known, within=60)
                 assert known.repeat.episodes_30d == 1
                 await terminate_running(client, STARTED)
+
+
+REGISTER = "postcode,category,reference\nN1 9GU,registered_sex_offender,RSO-7\n"
+# A sighting's deadlines at high risk fall within hours: the information review (1 h), the
+# first high-risk review (2 h) and their escalations every 30 min.
+LOCATION_WINDOW = dt.timedelta(hours=4)
+
+
+class UnreachableRecords(ChildRecords):
+    """The child's record as the episode sees it in the test: it never answers."""
+
+    def sync(self, state: EpisodeState, policy: Policy, now: dt.datetime) -> None:
+        return None
+
+
+async def test_a_location_of_concern_is_flagged_on_time_while_the_child_record_cannot_be_reached(
+    own_env: WorkflowEnvironment, policy: Policy, tmp_path: Path
+) -> None:
+    """Register look-ups and child-record syncs run in lanes of their own: the sighting's
+    look-up does not queue behind the report's sync, which never completes. The sighting is
+    flagged at once, and every alert the rules owe for it (derived by the offline driver from
+    the events at the instants the episode recorded them) is raised on time."""
+    ts_env = own_env
+    client = ts_env.client
+    pinned = PinnedPolicy.pin(policy, time_scale=SCALE)
+    episode_id = f"SL-{uuid.uuid4().hex[:10]}"
+    child = f"CH-{uuid.uuid4().hex[:6]}"
+    queue = f"stall-{uuid.uuid4().hex[:8]}"
+    register = tmp_path / "locations.csv"
+    register.write_text(REGISTER)
+    STARTED.extend([episode_workflow_id(episode_id), child_workflow_id(child)])
+    with webhook_receiver() as hook:
+        settings = Settings(
+            data_dir=tmp_path, alert_webhook_url=hook.url, locations_of_concern=register
+        )
+        async with build_worker(client, settings, task_queue=queue):
+            await client.start_workflow(
+                ChildRecord.run,
+                ChildRecordInput(child_ref=child),
+                id=child_workflow_id(child),
+                task_queue=f"{queue}-record",  # nobody polls it
+            )
+            d = EpisodeDriver(ts_env, pinned, queue, episode_id, child_ref=child)
+            await d.send("episode.reported")
+            await d.send(
+                "sighting.reported",
+                {"location": {"description": "a flat", "postcode": "N1 9GU"}},
+            )
+            state = await eventually(d.state, lambda s: "location_of_concern" in s.flags)
+            sighted = next(e for e in state.timeline if e.type == "mispers.sighting.reported")
+            assert state.location_hits[0].event_id == sighted.event_id
+            end = sighted.recorded_at + LOCATION_WINDOW / SCALE
+            while await d.now() < end:  # the sync in flight holds the clock: real time passes
+                await d.skip(seconds=1)
+
+            state = await d.state()
+            assert not state.repeat.known, "the record answered: the test proves nothing"
+            assert state.risk is not None and state.risk.level.value == "high"
+            # Read once the window is over: an alert due in its last ON_TIME may still be on its
+            # way, and one due before must be in.
+            checked_until = end - ON_TIME
+            entries = parse_register(REGISTER, "register")
+            stream = recorded_stream(state)
+            owed = run_episode(
+                episode_id,
+                stream,
+                pinned.policy,
+                until=checked_until,
+                records=UnreachableRecords(),
+                lookup=lambda key: entries.get(key, []),
+            ).alerts
+            unflagged = run_episode(
+                episode_id,
+                stream,
+                pinned.policy,
+                until=checked_until,
+                records=UnreachableRecords(),
+            ).alerts
+            assert {a.alert_id for a in owed} > {a.alert_id for a in unflagged}, (
+                "the location of concern should bring alerts of its own in the window"
+            )
+            raised = {a.alert_id: a for a in state.alerts}
+            missing = [a.alert_id for a in owed if a.alert_id not in raised]
+            assert not missing, f"owed but not raised: {missing}"
+            assert all(raised[a.alert_id].rank == a.rank for a in owed)
+            late = {
+                a.alert_id: raised[a.alert_id].raised_at - a.scheduled_at
+                for a in owed
+                if raised[a.alert_id].raised_at - a.scheduled_at > ON_TIME
+            }
+            assert not late, f"raised late: {late}"
+            await eventually(hook.alert_ids, lambda ids: {a.alert_id for a in owed} <= ids)
+            # The sync is still in flight: this test's own server goes with it, untouched.

@@ -8,7 +8,7 @@ refusal never reaches the history); one loop sleeps until the next deadline or e
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -85,6 +85,9 @@ AUTHORITY_FROM_TOKEN = "authority-from-token"
 # flight: it is carried into the next run (queued again there), so a child record that cannot be
 # reached never holds up the loop, its deadlines or its alerts.
 CARRY_IO_THROUGH_CONTINUE_AS_NEW = "continue-as-new-carries-io"
+# ... and run child-record syncs and register look-ups each in a lane of its own, so a
+# location-of-concern check never queues behind a child record that cannot be reached.
+IO_LANES_BY_KIND = "io-lanes-by-kind"
 # One round over the sinks, each with its own send timeout (activities/alerts.py).
 ALERT_ROUND_TIMEOUT = timedelta(seconds=30)
 # ... and give the durable delivery a heartbeat timeout longer than one send (it heartbeats
@@ -114,7 +117,8 @@ class MissingChildEpisode:
         self._pending_alerts: dict[str, AlertBatch] = {}
         self._carried_alerts = list(input.pending_alerts)
         self._io_queue: list[str] = list(input.pending_io)
-        self._io_busy = False
+        # The items being worked on: one at most before the lanes, one per lane after.
+        self._io_in_flight: list[str] = []
         self._continue_as_new_at = input.continue_as_new_at_history
         self._tasks: set[asyncio.Task[None]] = set()
         self._upserted: dict[str, object] = {}
@@ -129,7 +133,11 @@ class MissingChildEpisode:
     async def run(self, input: EpisodeInput) -> EpisodeSummary:
         for batch in self._carried_alerts:
             self._dispatch(batch)
-        self._spawn(self._io_loop())
+        if workflow.patched(IO_LANES_BY_KIND):
+            self._spawn(self._io_loop(_is_child_sync))
+            self._spawn(self._io_loop(_is_location_check))
+        else:
+            self._spawn(self._io_loop(None))
         timer: asyncio.Task[None] | None = None
         timer_at: datetime | None = None
         while True:
@@ -234,7 +242,7 @@ class MissingChildEpisode:
         grace = self._policy.alerts.closed_episode_delivery_grace
         try:
             await workflow.wait_condition(
-                lambda: not self._pending_alerts and not self._io_queue and not self._io_busy,
+                lambda: not self._pending_alerts and not self._io_queue and not self._io_in_flight,
                 timeout=grace,
             )
         except TimeoutError:
@@ -259,7 +267,7 @@ class MissingChildEpisode:
             await workflow.wait_condition(workflow.all_handlers_finished)
         else:
             await workflow.wait_condition(
-                lambda: workflow.all_handlers_finished() and not self._io_busy
+                lambda: workflow.all_handlers_finished() and not self._io_in_flight
             )
         if self._state.alert_lifecycle:
             # Steps taken by handlers while waiting are carried, not lost with the outbox.
@@ -345,22 +353,23 @@ class MissingChildEpisode:
             self._io_queue.append(item)
         elif (
             item == CHILD_SYNC
-            and self._io_busy
-            and self._io_queue[0] == CHILD_SYNC
-            and CHILD_SYNC not in self._io_queue[1:]
+            and CHILD_SYNC in self._io_in_flight
+            and self._io_queue.count(CHILD_SYNC) == 1
             and workflow.patched(SYNC_AGAIN_AFTER_IN_FLIGHT)
         ):
             # The sync in flight read the state before this change: once it is done, sync
             # again (before the fix the change waited for some later sync).
             self._io_queue.append(item)
 
-    async def _io_loop(self) -> None:
-        """Child-record and register look-ups run one at a time beside the main loop, so an
-        Update is answered without waiting for them."""
+    async def _io_loop(self, lane: Callable[[str], bool] | None) -> None:
+        """Child-record and register look-ups run beside the main loop, so an Update is answered
+        without waiting for them: one lane per kind (`lane` picks its items), or one lane for
+        both in runs that began before the lanes."""
         while True:
-            await workflow.wait_condition(lambda: bool(self._io_queue))
-            item = self._io_queue[0]
-            self._io_busy = True
+            await workflow.wait_condition(lambda: self._next_io(lane) is not None)
+            item = self._next_io(lane)
+            assert item is not None
+            self._io_in_flight.append(item)
             try:
                 if item == CHILD_SYNC:
                     await self._sync_child_record()
@@ -369,8 +378,18 @@ class MissingChildEpisode:
                     await self._check_location(key, event_id)
             finally:
                 self._io_queue.remove(item)
-                self._io_busy = False
+                self._io_in_flight.remove(item)
             self._wake = True
+
+    def _next_io(self, lane: Callable[[str], bool] | None) -> str | None:
+        """The lane's next item: the first queued of its kind not already being worked on (a
+        sync queued again behind the one in flight waits for it)."""
+        if lane is None:
+            return self._io_queue[0] if self._io_queue else None
+        for item in self._io_queue:
+            if lane(item):
+                return None if item in self._io_in_flight else item
+        return None
 
     async def _sync_child_record(self) -> None:
         state = self._state
@@ -536,6 +555,14 @@ class MissingChildEpisode:
         if memo != self._memo:
             workflow.upsert_memo({ALERTS_MEMO: memo})
             self._memo = memo
+
+
+def _is_child_sync(item: str) -> bool:
+    return item == CHILD_SYNC
+
+
+def _is_location_check(item: str) -> bool:
+    return item.startswith(LOCATION_PREFIX)
 
 
 def _sa(key: SearchAttributeKey[Any], value: Any) -> tuple[str, object, SearchAttributeUpdate[Any]]:

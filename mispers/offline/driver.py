@@ -3,7 +3,7 @@
 The workflow (workflows/episode.py) answers each event in its Update handler, then its loop
 calls `advance` at that instant and sleeps until `next_wakeup`; an Update that arrives at the
 instant a timer fires is handled first. Its I/O (the child's record, the locations register)
-runs one item at a time after the event that asked for it. This module does the same with the
+runs after the event that asked for it, one lane per kind. This module does the same with the
 I/O answered in memory at the event's instant: the child's record by the same pure rules the
 child-record workflow uses, the register by a look-up function.
 """
@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from mispers.domain import alert_lifecycle as lifecycle
 from mispers.domain import episode as rules
 from mispers.domain.child_record import ChildRecordState, record_episode
-from mispers.domain.events import Actor, AlertAcknowledged, EventBase
+from mispers.domain.events import EVENT_MODELS, Actor, AlertAcknowledged, EventBase
 from mispers.domain.locations import LocationOfConcern
 from mispers.domain.messages import EpisodeSummaryForChild, event_key
 from mispers.domain.refusals import EventRefused
-from mispers.domain.state import Alert, EpisodeState
+from mispers.domain.state import Alert, EpisodeState, TimelineEntry
 from mispers.domain.types import Rank, Role
 from mispers.policy.model import Policy
 
@@ -49,6 +49,30 @@ class Recorded:
     @classmethod
     def as_it_happened(cls, event: EventBase) -> Recorded:
         return cls(event=event, recorded_at=event.time)
+
+    @classmethod
+    def from_timeline(cls, episode_id: str, entry: TimelineEntry) -> Recorded:
+        """An event an episode recorded, at the instant it recorded it, by the actor who posted
+        it: what the rules saw, whatever the sender's clock or network did meanwhile."""
+        event = EVENT_MODELS[entry.type].model_validate(
+            {
+                "id": entry.event_id,
+                "source": entry.source,
+                "type": entry.type,
+                "subject": episode_id,
+                "time": entry.time,
+                "actor": entry.posted_by,
+                "data": entry.data,
+            }
+        )
+        return cls(event=event, recorded_at=entry.recorded_at)
+
+
+def recorded_stream(state: EpisodeState) -> list[Recorded]:
+    """An episode's events in the order it recorded them (its timeline is in event-time order;
+    events recorded at one instant keep their order)."""
+    entries = sorted(state.timeline, key=lambda e: e.recorded_at)
+    return [Recorded.from_timeline(state.episode_id, entry) for entry in entries]
 
 
 class ChildRecords:
@@ -188,18 +212,41 @@ def run_episode(
     until: dt.datetime | None = None,
     records: ChildRecords | None = None,
     lookup: Lookup = no_locations,
+    wakes: Iterable[dt.datetime] | None = None,
 ) -> EpisodeRun:
     """Apply `stream` (in recorded order) and, when `until` is given, let time run to it as the
-    workflow's timers would. `records` is shared between episodes of the same children (repeat
-    counts); episodes must then be run in the order they were reported."""
+    workflow's timers would: each at the instant it falls due, or, given `wakes` (the instants
+    a workflow's tasks ran, read from its history), at those instants only. `records` is shared
+    between episodes of the same children (repeat counts); episodes must then be run in the
+    order they were reported."""
     run = EpisodeRun(
         episode_id, policy, policy_version=policy_version, records=records, lookup=lookup
     )
+    if wakes is not None:
+        return _run_at_wakes(run, stream, sorted(wakes), until)
     for item in sorted(stream, key=lambda r: r.recorded_at):
         run.wake_until(item.recorded_at, inclusive=False)
         run.event(item)
     if until is not None:
         run.wake_until(until, inclusive=True)
+    return run
+
+
+def _run_at_wakes(
+    run: EpisodeRun, stream: Iterable[Recorded], wakes: list[dt.datetime], until: dt.datetime | None
+) -> EpisodeRun:
+    """Time moves only at `wakes`, the instants the workflow actually ran (a timer handled late,
+    after an outage, is handled at the instant it ran, after the events recorded then)."""
+    pending = iter(wakes)
+    wake = next(pending, None)
+    for item in sorted(stream, key=lambda r: r.recorded_at):
+        while wake is not None and wake < item.recorded_at:
+            run.tick(wake)
+            wake = next(pending, None)
+        run.event(item)
+    while wake is not None and (until is None or wake <= until):
+        run.tick(wake)
+        wake = next(pending, None)
     return run
 
 

@@ -1,0 +1,35 @@
+"""The fault drill's allowance for lateness (bench/drill.py): a timer runs within `LAG` of
+falling due, or within `LAG` of the end of the stall it fell due in."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from bench.drill import LAG, WORKFLOW_TASK_TIMEOUT, run_by, stall_spans
+
+T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+S = dt.timedelta(seconds=1)
+
+
+def test_outside_any_stall_a_timer_is_allowed_lag() -> None:
+    spans = stall_spans([(T0, T0 + 2 * S)], [])
+    assert run_by(T0 - 60 * S, spans) == T0 - 60 * S + LAG
+    assert run_by(T0 + 60 * S, spans) == T0 + 60 * S + LAG
+
+
+def test_a_timer_due_in_an_outage_may_run_until_a_held_task_is_handed_on() -> None:
+    """Down at T0, back 2 s later: a task the dead worker held is handed on at the workflow
+    task timeout; a timer due just before the kill (its task held) counts too."""
+    spans = stall_spans([(T0, T0 + 2 * S)], [])
+    end = T0 + 2 * S + WORKFLOW_TASK_TIMEOUT + LAG
+    assert run_by(T0 + S, spans) == end
+    assert run_by(T0 - LAG, spans) == end
+
+
+def test_overlapping_stalls_merge_and_a_timed_out_task_is_a_stall() -> None:
+    """A workflow task that timed out (a worker too busy to answer) stalls its episode until the
+    timeout; when a fault follows before it ends, the two are one stall."""
+    timed_out = [(T0 - 12 * S, T0 - 2 * S)]
+    spans = stall_spans([(T0 - 3 * S, T0)], timed_out)
+    assert spans == [(T0 - 12 * S - LAG, T0 + WORKFLOW_TASK_TIMEOUT)]
+    assert run_by(T0 - 11 * S, spans) == T0 + WORKFLOW_TASK_TIMEOUT + LAG
