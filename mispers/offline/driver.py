@@ -103,6 +103,8 @@ class EpisodeRun:
         self.state = rules.new_state(episode_id, policy_version)
         # episodes started since alerts gained their lifecycle run with it (workflow.patched)
         self.state.alert_lifecycle = alert_lifecycle
+        # ... and keep their steps in the timeline (workflow.patched as well)
+        self.state.alert_timeline = alert_lifecycle
         self.policy = policy
         self.records = records if records is not None else ChildRecords()
         self.lookup = lookup
