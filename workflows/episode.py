@@ -102,6 +102,8 @@ ALERT_STEPS_IN_TIMELINE = "alert-steps-in-timeline"
 # any sink is tried, recording who was paged whatever the delivery does; every round of the
 # delivery then sends to them.
 ADDRESS_BEFORE_DELIVERY = "address-alerts-before-delivery"
+# ... and fall back to the durable delivery when the local round itself crashes.
+LOCAL_ROUND_CRASH_FALLS_BACK = "local-alert-round-crash-falls-back"
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -477,6 +479,12 @@ class MissingChildEpisode:
                     retry_policy=RetryPolicy(maximum_attempts=1),
                 )
             except ActivityError:
+                first = AlertDelivery(delivered=[], failed=["(local round)"])
+            except ApplicationError:
+                # A local activity's own failure arrives unwrapped: a round that crashed falls
+                # back to the durable delivery too, rather than failing the episode.
+                if not workflow.patched(LOCAL_ROUND_CRASH_FALLS_BACK):
+                    raise
                 first = AlertDelivery(delivered=[], failed=["(local round)"])
             if batch.transition is not None and first.paged and addressed is None:
                 self._record_paged(batch, first.paged)
