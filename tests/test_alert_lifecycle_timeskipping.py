@@ -34,7 +34,7 @@ from mispers.policy import PinnedPolicy
 from testkit.factories import event
 from testkit.receivers import WebhookReceiver, smtp_server, webhook_receiver
 from tests.conftest import eventually
-from tests.harness import STARTED, EpisodeDriver, terminate_running
+from tests.harness import STARTED, EpisodeDriver, terminate_running, work_in_flight
 from worker import build_worker
 
 pytestmark = pytest.mark.integration
@@ -310,3 +310,42 @@ async def test_who_was_paged_is_in_state_even_when_the_delivery_fails(
         assert sent[0]["ack_url"] == paged.ack_url
         assert crashing.crashes >= 1 + CrashingDelivery.failing_attempts
         await terminate_running(ts_env.client, STARTED)
+
+
+async def test_history_cost_of_an_acknowledged_alert(
+    driver: EpisodeDriver, webhook: WebhookReceiver
+) -> None:
+    """Two episodes alike but for one acknowledgement: the history events it costs (the
+    closing figure of bench/README.md), bounded so a change that bloats it is caught."""
+
+    async def episode(acknowledged: bool) -> int:
+        d = EpisodeDriver(
+            driver.env,
+            driver.pinned,
+            driver.task_queue,
+            f"H-{uuid.uuid4().hex[:10]}",
+            f"CH-{uuid.uuid4().hex[:8]}",
+        )
+        await d.send("episode.reported")
+        await d.skip(hours=1, minutes=5)
+        l1 = f"{d.episode_id}:systems_checks:L1"
+        await eventually(lambda: steps(webhook, l1), lambda s: s == [("triggered", None)])
+        if acknowledged:
+            assert (await ack(d, l1, "SGT-1")).status == "accepted"
+        await d.send("enquiry.recorded")
+        await eventually(lambda: steps(webhook, l1), lambda s: s[-1] == ("resolved", None))
+        workflow_id = f"episode-{d.episode_id}"
+        await eventually(lambda: work_in_flight(d.client, workflow_id), lambda n: n == 0)
+        history = await d.client.get_workflow_handle(workflow_id).fetch_history()
+        return len(history.events)
+
+    plain = await episode(acknowledged=False)
+    taken = await episode(acknowledged=True)
+    print(
+        f"\nhistory events: alert resolved unacknowledged {plain}, acknowledged then resolved "
+        f"{taken}: {taken - plain} for the acknowledgement"
+    )
+    # measured 10: the Update (accepted, completed), its workflow task (3), the acknowledged
+    # step's delivery marker, the memo and search attribute upserts, the timer moved to the
+    # acknowledgement's expiry (cancelled, started)
+    assert 0 < taken - plain <= 12
