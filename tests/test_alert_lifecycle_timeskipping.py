@@ -5,6 +5,7 @@ acknowledging a resolved alert."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from mispers.engine.client import EventRejected, SubmitOutcome, submit_event
 from mispers.policy import PinnedPolicy
 from testkit.factories import event
 from testkit.receivers import WebhookReceiver, smtp_server, webhook_receiver
-from tests.conftest import eventually
+from tests.conftest import eventually, register_search_attributes, start_time_skipping_server
 from tests.harness import STARTED, EpisodeDriver, terminate_running, work_in_flight
 from worker import build_worker
 
@@ -349,3 +350,49 @@ async def test_history_cost_of_an_acknowledged_alert(
     # step's delivery marker, the memo and search attribute upserts, the timer moved to the
     # acknowledgement's expiry (cancelled, started)
     assert 0 < taken - plain <= 12
+
+
+# Shifts on the Europe/London wall clock: the early one until 02:00, the late one from 02:00.
+CLOCK_CHANGE_ROTA = """rank,person_id,email,days,start,end
+sergeant,SGT-EARLY,sgt.early@force.test,*,00:00,02:00
+sergeant,SGT-LATE,sgt.late@force.test,*,02:00,00:00
+"""
+# The clocks go forward at 01:00 UTC on the last Sunday of March 2027 (01:00 GMT → 02:00 BST).
+SPRING_FORWARD = dt.datetime(2027, 3, 28, 1, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+async def own_clock() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of this test's own: it moves its clock months ahead, which the
+    session's shared server must not see."""
+    env = await start_time_skipping_server()
+    async with env:
+        await register_search_attributes(env.client)
+        yield env
+
+
+async def test_the_rota_pages_by_the_local_wall_clock_across_the_spring_clock_change(
+    own_clock: WorkflowEnvironment, pinned: PinnedPolicy, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    rota = tmp_path / "rota.csv"
+    rota.write_text(CLOCK_CHANGE_ROTA)
+    settings = Settings(data_dir=tmp_path, alert_webhook_url=webhook.url, rota=rota)
+    queue = f"ts-{uuid.uuid4().hex[:8]}"
+    async with build_worker(own_clock.client, settings, task_queue=queue):
+        # Reported at 00:30 GMT: the systems checks (1 h at medium) fall due at 01:30 UTC,
+        # which is 02:30 BST on the wall clock: the late shift's, not the early one's.
+        await own_clock.sleep(
+            SPRING_FORWARD - dt.timedelta(minutes=30) - await own_clock.get_current_time()
+        )
+        d = EpisodeDriver(own_clock, pinned, queue, f"A-{uuid.uuid4().hex[:10]}")
+        await d.send("episode.reported")
+        await d.skip(hours=1, minutes=5)
+        l1 = f"{d.episode_id}:systems_checks:L1"
+        paged = await eventually(lambda: alert(d, l1), lambda a: a.recipient is not None)
+        assert SPRING_FORWARD < paged.raised_at < SPRING_FORWARD + dt.timedelta(hours=1)
+        assert paged.recipient is not None and paged.recipient.person_id == "SGT-LATE"
+        sent = await eventually(lambda: [b for b in webhook.bodies() if b["alert_id"] == l1], bool)
+        assert sent[0]["recipient"]["person_id"] == "SGT-LATE"
+        await terminate_running(
+            own_clock.client, [f"episode-{d.episode_id}", f"child-{d.child_ref}"]
+        )

@@ -182,3 +182,20 @@ def test_episodes_without_the_marker_keep_alert_steps_out_of_the_timeline() -> N
     ack(ep, L1, "SGT-1")
     ep.advance(hours=3)
     assert [t for t, _, _ in timeline_steps(ep)] == ["mispers.alert.acknowledged"]
+
+
+def test_a_waived_obligation_resolves_its_alerts_and_the_timeline_says_so() -> None:
+    ep = Episode()
+    ep.state.alert_lifecycle = ep.state.alert_timeline = True
+    ep.send("episode.reported", {"initial_risk": "medium"})
+    ep.advance(hours=1)
+    ack(ep, L1, "SGT-1")
+    ep.send("child.found", {"found_at": ep.now.isoformat()})
+    waivers = [{"obligation_id": o.id, "reason": "closing"} for o in ep.state.outstanding()]
+    ep.send("closure.approved", {"waivers": waivers})
+    ep.advance(minutes=1)
+    alert = ep.state.alerts[0]
+    assert alert.state is AlertState.RESOLVED and alert.ack_expires_at is None
+    resolved = next(e for e in ep.state.timeline if e.event_id == f"{L1}:resolved")
+    assert resolved.data["obligation_status"] == "waived"
+    assert ep.advance(hours=12) == [] and lifecycle.next_expiry(ep.state) is None
