@@ -286,5 +286,9 @@ def _record_step(
         recorded_at=now,
         data=data,
     )
-    times = [e.time for e in state.timeline]
-    state.timeline.insert(bisect.bisect_right(times, at), entry)
+    timeline = state.timeline
+    if not timeline or timeline[-1].time <= at:  # the usual case: nothing later recorded yet
+        timeline.append(entry)
+    else:
+        times = [e.time for e in timeline]
+        timeline.insert(bisect.bisect_right(times, at), entry)
