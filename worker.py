@@ -46,9 +46,10 @@ def build_worker(
     task_queue: str | None = None,
     sinks: list[AlertSink] | None = None,
     identity: str | None = None,
+    alert_activities: AlertActivities | None = None,
 ) -> Worker:
     register = LocationsRegister(settings.locations_of_concern)
-    alerts = AlertActivities(
+    alerts = alert_activities or AlertActivities(
         sinks if sinks is not None else sinks_from_settings(settings), pager_from_settings(settings)
     )
     child_records = ChildRecordActivities(client)
@@ -61,6 +62,7 @@ def build_worker(
         activities=[
             alerts.deliver_alerts,
             alerts.deliver_alerts_once,
+            alerts.address_alerts,
             child_records.sync_child_record,
             locations.check_location,
             analytics.export_episode_record,

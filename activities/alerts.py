@@ -36,6 +36,8 @@ from temporalio.exceptions import ApplicationError
 
 from mispers.config import Settings
 from mispers.domain.messages import (
+    AddressAlertsInput,
+    AddressedAlerts,
     AlertBatch,
     AlertDelivery,
     DeliverAlertsInput,
@@ -288,7 +290,7 @@ class AlertActivities:
         progress = Progress.resume(details[0] if details else None, input.done)
         if info.attempt == 1 and not details and not input.counted:
             _count_raised(input.batch)
-        failed = await self._round(input.batch, progress, heartbeat=True)
+        failed = await self._round(input.batch, progress, heartbeat=True, paged=input.paged)
         if failed:
             raise ApplicationError(f"alert sinks not yet delivered: {', '.join(failed)}")
         return sorted(progress.done)
@@ -300,12 +302,24 @@ class AlertActivities:
         if activity.info().attempt == 1:
             _count_raised(input.batch)
         progress = Progress.resume(None, [])
-        paged = self._address(input.batch)
-        if activity.info().attempt == 1:
-            _count_unstaffed(input.batch, paged)
+        paged = input.paged
+        if paged is None:  # an episode from before alerts were addressed first
+            paged = self._address(input.batch)
+            if activity.info().attempt == 1:
+                _count_unstaffed(input.batch, paged)
         failed = await self._round(input.batch, progress, heartbeat=False, paged=paged)
         delivered = [sink.name for sink in self._sinks if sink.name in progress.done]
         return AlertDelivery(delivered=delivered, failed=failed, paged=paged)
+
+    @activity.defn
+    async def address_alerts(self, input: AddressAlertsInput) -> AddressedAlerts:
+        """Who is paged for each triggered alert and the signed link they get: the rota and
+        the secret are read here, and the answer is a fact the episode records before any
+        sink is tried, so a delivery that fails or crashes never leaves it unknown."""
+        paged = self._address(input.batch)
+        if activity.info().attempt == 1:
+            _count_unstaffed(input.batch, paged)
+        return AddressedAlerts(paged=paged)
 
     def _address(self, batch: AlertBatch) -> dict[str, Paged]:
         if batch.transition is not AlertState.TRIGGERED:

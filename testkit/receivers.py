@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email import message_from_bytes
@@ -22,6 +23,7 @@ class WebhookReceiver:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._posts: list[tuple[str, dict[str, Any]]] = []
+        self._arrived: list[float] = []  # time.time() of each post kept, in order
         self.fail_next = 0
         self.ok_before_failing = 0
         self.failures = 0
@@ -41,6 +43,7 @@ class WebhookReceiver:
                         self.end_headers()
                         return
                     receiver._posts.append((self.path.rsplit("/", 1)[-1], json.loads(body)))
+                    receiver._arrived.append(time.time())
                 self.send_response(204)
                 self.end_headers()
 
@@ -68,6 +71,11 @@ class WebhookReceiver:
 
     def bodies(self) -> list[dict[str, Any]]:
         return [body for _, body in self.posts()]
+
+    def arrivals(self) -> list[tuple[float, dict[str, Any]]]:
+        """Each body with when it arrived (seconds since the epoch): lateness without polling."""
+        with self._lock:
+            return [(at, body) for at, (_, body) in zip(self._arrived, self._posts, strict=True)]
 
     def alert_ids(self) -> set[str]:
         return {b["alert_id"] for b in self.bodies()}

@@ -5,6 +5,7 @@ acknowledging a resolved alert."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -14,18 +15,27 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
+from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 
+from activities.alerts import (
+    AlertActivities,
+    AlertSink,
+    Pager,
+    pager_from_settings,
+    sinks_from_settings,
+)
 from mispers.config import Settings
 from mispers.domain.events import Actor
+from mispers.domain.messages import AlertDelivery, DeliverAlertsInput, DeliverAlertsOnceInput
 from mispers.domain.state import Alert
 from mispers.domain.types import AlertState, Role
 from mispers.engine.client import EventRejected, SubmitOutcome, submit_event
 from mispers.policy import PinnedPolicy
 from testkit.factories import event
 from testkit.receivers import WebhookReceiver, smtp_server, webhook_receiver
-from tests.conftest import eventually
-from tests.harness import STARTED, EpisodeDriver, terminate_running
+from tests.conftest import eventually, register_search_attributes, start_time_skipping_server
+from tests.harness import STARTED, EpisodeDriver, terminate_running, work_in_flight
 from worker import build_worker
 
 pytestmark = pytest.mark.integration
@@ -138,6 +148,20 @@ async def test_acknowledged_then_met_is_resolved_and_alerts_no_more(
     assert all(b["dedup_key"] == l1 for b in bodies)
     assert bodies[-1]["state"] == "resolved" and bodies[-1]["recipient"]["person_id"] == "SGT-ON"
 
+    # The timeline: the trigger (naming who was paged) and the resolution as Mispers' own
+    # entries; the acknowledgement once, as the event it came as.
+    steps_in_timeline = [
+        (e.type, e.event_id, e.source, e.actor, e.data.get("recipient"))
+        for e in (await driver.state()).timeline
+        if e.data.get("alert_id") == l1
+    ]
+    ack_event = next(e[1] for e in steps_in_timeline if e[0] == "mispers.alert.acknowledged")
+    assert steps_in_timeline == [
+        ("mispers.alert.triggered", f"{l1}:triggered", "mispers", "mispers", "SGT-ON"),
+        ("mispers.alert.acknowledged", ack_event, "test/cad", "SGT-1", None),
+        ("mispers.alert.resolved", f"{l1}:resolved", "mispers", "mispers", "SGT-ON"),
+    ]
+
     with pytest.raises(EventRejected) as refused:
         await ack(driver, l1, "SGT-ON")
     assert refused.value.refusal.code == "alert_resolved"
@@ -180,6 +204,12 @@ async def test_acknowledgement_that_lapses_retriggers_repages_and_escalates_one_
     assert "/ack?token=" in repage[0]["ack_url"]
     up = await eventually(lambda: [b for b in webhook.bodies() if b["alert_id"] == l2], bool)
     assert up[0]["transition"] == "triggered" and up[0]["recipient"]["person_id"] == "INSP-ON"
+    timeline = {e.event_id: e for e in (await driver.state()).timeline}
+    lapsed = timeline[f"{l1}:retriggered:1"]
+    assert lapsed.type == "mispers.alert.retriggered" and lapsed.time == expires
+    assert lapsed.data["reason"] == "ack_timeout" and lapsed.data["acknowledged_by"] == "SGT-1"
+    assert lapsed.data["recipient"] == "SGT-1"  # the acknowledger, paged again
+    assert timeline[f"{l2}:triggered"].data["recipient"] == "INSP-ON"
     assert (await ack(driver, l1, "SGT-1")).status == "accepted"  # a new promise is taken
 
 
@@ -232,3 +262,137 @@ async def test_the_listing_memo_stays_bounded_while_the_top_rank_is_realerted(
     assert listed == raised[-5:]  # the newest five of the obligation's unresolved alerts
     assert {"state", "rank", "recipient", "raised_at"} <= set(memo[0])
     assert "ack_url" not in memo[0]  # a credential stays out of visibility
+
+
+class CrashingDelivery(AlertActivities):
+    """The delivery itself fails: its local round every time, its durable retries at first
+    (a worker that dies mid-send, a round that runs out of time)."""
+
+    failing_attempts = 2
+
+    def __init__(self, sinks: list[AlertSink], pager: Pager) -> None:
+        super().__init__(sinks, pager)
+        self.crashes = 0
+
+    @activity.defn(name="deliver_alerts_once")
+    async def deliver_alerts_once(self, input: DeliverAlertsOnceInput) -> AlertDelivery:
+        self.crashes += 1
+        raise RuntimeError("the delivery round crashed")
+
+    @activity.defn(name="deliver_alerts")
+    async def deliver_alerts(self, input: DeliverAlertsInput) -> list[str]:
+        if activity.info().attempt <= self.failing_attempts:
+            self.crashes += 1
+            raise RuntimeError("the delivery crashed")
+        return await super().deliver_alerts(input)
+
+
+async def test_who_was_paged_is_in_state_even_when_the_delivery_fails(
+    ts_env: WorkflowEnvironment, pinned: PinnedPolicy, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    rota = tmp_path / "rota.csv"
+    rota.write_text(ROTA)
+    settings = Settings(data_dir=tmp_path, alert_webhook_url=webhook.url, rota=rota)
+    crashing = CrashingDelivery(sinks_from_settings(settings), pager_from_settings(settings))
+    queue = f"ts-{uuid.uuid4().hex[:8]}"
+    async with build_worker(ts_env.client, settings, task_queue=queue, alert_activities=crashing):
+        d = EpisodeDriver(ts_env, pinned, queue, f"A-{uuid.uuid4().hex[:10]}")
+        await d.send("episode.reported")
+        await d.skip(hours=1, minutes=5)
+        l1 = f"{d.episode_id}:systems_checks:L1"
+        paged = await eventually(lambda: alert(d, l1), lambda a: a.recipient is not None)
+        assert paged.recipient is not None and paged.recipient.person_id == "SGT-ON"
+        assert paged.ack_url and "/ack?token=" in paged.ack_url
+        entry = next(e for e in (await d.state()).timeline if e.event_id == f"{l1}:triggered")
+        assert entry.data["recipient"] == "SGT-ON"
+        # Delivered in the end, to the person and with the link the state recorded.
+        sent = await eventually(lambda: [b for b in webhook.bodies() if b["alert_id"] == l1], bool)
+        assert sent[0]["recipient"]["person_id"] == "SGT-ON"
+        assert sent[0]["ack_url"] == paged.ack_url
+        assert crashing.crashes >= 1 + CrashingDelivery.failing_attempts
+        await terminate_running(ts_env.client, STARTED)
+
+
+async def test_history_cost_of_an_acknowledged_alert(
+    driver: EpisodeDriver, webhook: WebhookReceiver
+) -> None:
+    """Two episodes alike but for one acknowledgement: the history events it costs (the
+    closing figure of bench/README.md), bounded so a change that bloats it is caught."""
+
+    async def episode(acknowledged: bool) -> int:
+        d = EpisodeDriver(
+            driver.env,
+            driver.pinned,
+            driver.task_queue,
+            f"H-{uuid.uuid4().hex[:10]}",
+            f"CH-{uuid.uuid4().hex[:8]}",
+        )
+        await d.send("episode.reported")
+        await d.skip(hours=1, minutes=5)
+        l1 = f"{d.episode_id}:systems_checks:L1"
+        await eventually(lambda: steps(webhook, l1), lambda s: s == [("triggered", None)])
+        if acknowledged:
+            assert (await ack(d, l1, "SGT-1")).status == "accepted"
+        await d.send("enquiry.recorded")
+        await eventually(lambda: steps(webhook, l1), lambda s: s[-1] == ("resolved", None))
+        workflow_id = f"episode-{d.episode_id}"
+        await eventually(lambda: work_in_flight(d.client, workflow_id), lambda n: n == 0)
+        history = await d.client.get_workflow_handle(workflow_id).fetch_history()
+        return len(history.events)
+
+    plain = await episode(acknowledged=False)
+    taken = await episode(acknowledged=True)
+    print(
+        f"\nhistory events: alert resolved unacknowledged {plain}, acknowledged then resolved "
+        f"{taken}: {taken - plain} for the acknowledgement"
+    )
+    # measured 10: the Update (accepted, completed), its workflow task (3), the acknowledged
+    # step's delivery marker, the memo and search attribute upserts, the timer moved to the
+    # acknowledgement's expiry (cancelled, started)
+    assert 0 < taken - plain <= 12
+
+
+# Shifts on the Europe/London wall clock: the early one until 02:00, the late one from 02:00.
+CLOCK_CHANGE_ROTA = """rank,person_id,email,days,start,end
+sergeant,SGT-EARLY,sgt.early@force.test,*,00:00,02:00
+sergeant,SGT-LATE,sgt.late@force.test,*,02:00,00:00
+"""
+# The clocks go forward at 01:00 UTC on the last Sunday of March 2027 (01:00 GMT → 02:00 BST).
+SPRING_FORWARD = dt.datetime(2027, 3, 28, 1, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+async def own_clock() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of this test's own: it moves its clock months ahead, which the
+    session's shared server must not see."""
+    env = await start_time_skipping_server()
+    async with env:
+        await register_search_attributes(env.client)
+        yield env
+
+
+async def test_the_rota_pages_by_the_local_wall_clock_across_the_spring_clock_change(
+    own_clock: WorkflowEnvironment, pinned: PinnedPolicy, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    rota = tmp_path / "rota.csv"
+    rota.write_text(CLOCK_CHANGE_ROTA)
+    settings = Settings(data_dir=tmp_path, alert_webhook_url=webhook.url, rota=rota)
+    queue = f"ts-{uuid.uuid4().hex[:8]}"
+    async with build_worker(own_clock.client, settings, task_queue=queue):
+        # Reported at 00:30 GMT: the systems checks (1 h at medium) fall due at 01:30 UTC,
+        # which is 02:30 BST on the wall clock: the late shift's, not the early one's.
+        await own_clock.sleep(
+            SPRING_FORWARD - dt.timedelta(minutes=30) - await own_clock.get_current_time()
+        )
+        d = EpisodeDriver(own_clock, pinned, queue, f"A-{uuid.uuid4().hex[:10]}")
+        await d.send("episode.reported")
+        await d.skip(hours=1, minutes=5)
+        l1 = f"{d.episode_id}:systems_checks:L1"
+        paged = await eventually(lambda: alert(d, l1), lambda a: a.recipient is not None)
+        assert SPRING_FORWARD < paged.raised_at < SPRING_FORWARD + dt.timedelta(hours=1)
+        assert paged.recipient is not None and paged.recipient.person_id == "SGT-LATE"
+        sent = await eventually(lambda: [b for b in webhook.bodies() if b["alert_id"] == l1], bool)
+        assert sent[0]["recipient"]["person_id"] == "SGT-LATE"
+        await terminate_running(
+            own_clock.client, [f"episode-{d.episode_id}", f"child-{d.child_ref}"]
+        )

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         DUPLICATE_ERROR,
         EPISODE_WORKFLOW,
         REFUSED_ERROR,
+        AddressAlertsInput,
         AlertBatch,
         AlertDelivery,
         CheckLocationInput,
@@ -41,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         DeliverAlertsOnceInput,
         EpisodeInput,
         EpisodeSummaryForChild,
+        Paged,
         RecordEventInput,
         RecordEventResult,
         SyncChildRecordInput,
@@ -96,6 +98,15 @@ ALERT_HEARTBEAT_PER_ALERT = "alert-heartbeat-per-alert"
 # The durable delivery's timeouts before that marker.
 FORMER_DELIVERY_ATTEMPT_TIMEOUT = timedelta(seconds=30)
 FORMER_DELIVERY_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+# ... and keep each step an alert takes by itself (triggered, re-triggered, resolved) in the
+# episode's timeline, beside the events.
+ALERT_STEPS_IN_TIMELINE = "alert-steps-in-timeline"
+# ... and address a triggered batch (rota, signed link) in a local activity of its own before
+# any sink is tried, recording who was paged whatever the delivery does; every round of the
+# delivery then sends to them.
+ADDRESS_BEFORE_DELIVERY = "address-alerts-before-delivery"
+# ... and fall back to the durable delivery when the local round itself crashes.
+LOCAL_ROUND_CRASH_FALLS_BACK = "local-alert-round-crash-falls-back"
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -112,6 +123,9 @@ class MissingChildEpisode:
         # Decided once per run, at its first task: a run that began without the lifecycle
         # replays without it to the end (continue-as-new starts the next with it).
         self._state.alert_lifecycle = workflow.patched(ALERT_LIFECYCLE)
+        self._state.alert_timeline = self._state.alert_lifecycle and workflow.patched(
+            ALERT_STEPS_IN_TIMELINE
+        )
         self._memo: list[dict[str, Any]] | None = None
         self._wake = False
         self._pending_alerts: dict[str, AlertBatch] = {}
@@ -464,23 +478,35 @@ class MissingChildEpisode:
     async def _deliver(self, batch: AlertBatch) -> None:
         done: list[str] = []
         counted = False
+        addressed: dict[str, Paged] | None = None
+        if batch.transition is AlertState.TRIGGERED and workflow.patched(ADDRESS_BEFORE_DELIVERY):
+            answer = await workflow.execute_local_activity_method(
+                AlertActivities.address_alerts,
+                AddressAlertsInput(batch=batch),
+                start_to_close_timeout=LOCAL_CHECK_TIMEOUT,
+                retry_policy=IO_RETRY,
+            )
+            addressed = answer.paged
+            self._record_paged(batch, addressed)
         if workflow.patched(LOCAL_ALERT_DELIVERY):
             # activities/alerts.py: a local round first; the server retries only what failed.
             try:
                 first = await workflow.execute_local_activity_method(
                     AlertActivities.deliver_alerts_once,
-                    DeliverAlertsOnceInput(batch=batch),
+                    DeliverAlertsOnceInput(batch=batch, paged=addressed),
                     start_to_close_timeout=ALERT_ROUND_TIMEOUT,
                     retry_policy=RetryPolicy(maximum_attempts=1),
                 )
             except ActivityError:
                 first = AlertDelivery(delivered=[], failed=["(local round)"])
-            if batch.transition is not None and first.paged:
-                for alert_id, paged in first.paged.items():
-                    lifecycle.record_recipient(
-                        self._state, alert_id, paged.recipient, paged.ack_url, paged.unstaffed
-                    )
-                self._wake = True
+            except ApplicationError:
+                # A local activity's own failure arrives unwrapped: a round that crashed falls
+                # back to the durable delivery too, rather than failing the episode.
+                if not workflow.patched(LOCAL_ROUND_CRASH_FALLS_BACK):
+                    raise
+                first = AlertDelivery(delivered=[], failed=["(local round)"])
+            if batch.transition is not None and first.paged and addressed is None:
+                self._record_paged(batch, first.paged)
             if not first.failed:
                 self._pending_alerts.pop(batch.batch_id, None)
                 return
@@ -491,7 +517,7 @@ class MissingChildEpisode:
             attempt, heartbeat = FORMER_DELIVERY_ATTEMPT_TIMEOUT, FORMER_DELIVERY_HEARTBEAT_TIMEOUT
         await workflow.execute_activity_method(
             AlertActivities.deliver_alerts,
-            DeliverAlertsInput(batch=batch, done=done, counted=counted),
+            DeliverAlertsInput(batch=batch, done=done, counted=counted, paged=addressed),
             start_to_close_timeout=attempt,
             heartbeat_timeout=heartbeat,
             retry_policy=RetryPolicy(
@@ -502,6 +528,19 @@ class MissingChildEpisode:
             ),
         )
         self._pending_alerts.pop(batch.batch_id, None)
+
+    def _record_paged(self, batch: AlertBatch, paged: dict[str, Paged]) -> None:
+        snapshots = {a.alert_id: a for a in batch.alerts}
+        for alert_id, address in paged.items():
+            lifecycle.record_recipient(
+                self._state,
+                alert_id,
+                address.recipient,
+                address.ack_url,
+                address.unstaffed,
+                paged_for=snapshots.get(alert_id),
+            )
+        self._wake = True
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.create_task(work)

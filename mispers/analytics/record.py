@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mispers.domain.alert_lifecycle import SYSTEM_SOURCE
 from mispers.domain.state import EpisodeState
 from mispers.domain.types import ObligationStatus
 from mispers.simulation.stream import pii_free_stream
@@ -100,6 +101,8 @@ def episode_record(state: EpisodeState, run: str, written_at: dt.datetime) -> Ep
     history = risk.history if risk else []
     times: dict[str, list[dt.datetime]] = {}
     for entry in state.timeline:
+        if entry.source == SYSTEM_SOURCE:
+            continue  # an alert's own step: the alerts are recorded in full beside the events
         times.setdefault(entry.type.removeprefix("mispers."), []).append(entry.time)
     resolved = {
         o.id: o.met_at for o in state.obligations if o.status in _RESOLVED and o.met_at is not None

@@ -23,7 +23,7 @@ import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from mispers.api.auth import DEFAULT_TTL, SecretError, load_secret, mint_token
 from mispers.api.envelope import BATCH_MEDIA_TYPE
@@ -390,7 +390,16 @@ def episodes_show(
             )
         _out.print(table)
 
-    timeline = Table("time", "type", "actor", "posted by", "event id", title="timeline")
+    # The type is what a reader scans for: other columns wrap before it is cut (an alert's
+    # own entries carry long event ids).
+    timeline = Table(
+        "time",
+        Column("type", no_wrap=True),
+        "actor",
+        "posted by",
+        Column("event id", overflow="fold"),
+        title="timeline",
+    )
     for entry in state.get("timeline") or []:
         posted = entry.get("posted_by") or {}
         timeline.add_row(

@@ -6,23 +6,41 @@ person who took it is paged again and the next rank is alerted. A constable cann
 inspector's page: an acknowledgement from below the alert's rank is recorded but pauses nothing.
 An alert is resolved when its obligation is met, waived or lapses, never by hand, and stays so.
 
-Every step is appended to the state's outbox for the workflow to hand to the sinks. Pure rules:
-time is the `now` passed in.
+Every step is appended to the state's outbox for the workflow to hand to the sinks and, in
+episodes that keep them there, to the episode's timeline as an entry of Mispers' own: triggered,
+re-triggered when an acknowledgement lapses, resolved. An acknowledgement is not added: it came
+as the `mispers.alert.acknowledged` event, which the timeline already holds. Pure rules: time is
+the `now` passed in.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
 from mispers.domain.events import Actor
 from mispers.domain.refusals import refuse
-from mispers.domain.state import Alert, AlertStep, AlertTransition, EpisodeState, Recipient
+from mispers.domain.state import (
+    Alert,
+    AlertStep,
+    AlertTransition,
+    EpisodeState,
+    Recipient,
+    TimelineEntry,
+)
 from mispers.domain.types import AlertState, Rank, Role
 from mispers.policy.model import Policy
 
 ACK_TIMEOUT = "ack_timeout"
+# The timeline's entries for the steps an alert takes by itself: Mispers is their source and
+# their actor (an acknowledgement is the acknowledger's own event).
+SYSTEM_SOURCE = "mispers"
+SYSTEM_ACTOR = "mispers"
+TRIGGERED_TYPE = "mispers.alert.triggered"
+RETRIGGERED_TYPE = "mispers.alert.retriggered"
+RESOLVED_TYPE = "mispers.alert.resolved"
 
 # An actor recorded before tokens carried a rank: the role stands for one (an officer is a
 # constable, a supervisor at least a sergeant). A rank on the actor always wins.
@@ -100,7 +118,7 @@ def acknowledge(
         expires = now + policy.ack_timeout.for_level(state.risk.level)
         alert.ack_expires_at = expires
         ob.next_escalation_at = expires
-    _emit(state, AlertState.ACKNOWLEDGED, alert, at=alert.acknowledged_at, by=by)
+    _emit(state, AlertState.ACKNOWLEDGED, alert, at=alert.acknowledged_at, now=now, by=by)
 
 
 def expire_acks(state: EpisodeState, now: dt.datetime) -> None:
@@ -127,6 +145,7 @@ def expire_acks(state: EpisodeState, now: dt.datetime) -> None:
             AlertState.TRIGGERED,
             alert,
             at=expired,
+            now=now,
             notify=alert.acknowledged_by,
             reason=ACK_TIMEOUT,
         )
@@ -143,13 +162,13 @@ def resolve_settled(state: EpisodeState, now: dt.datetime) -> None:
         alert.state = AlertState.RESOLVED
         alert.resolved_at = ob.met_at or now
         alert.ack_expires_at = None
-        _emit(state, AlertState.RESOLVED, alert, at=alert.resolved_at)
+        _emit(state, AlertState.RESOLVED, alert, at=alert.resolved_at, now=now)
 
 
 def raised(state: EpisodeState, alerts: Sequence[Alert]) -> None:
     for alert in alerts:
         alert.risk_level = state.risk.level if state.risk else None
-        _emit(state, AlertState.TRIGGERED, alert, at=alert.raised_at)
+        _emit(state, AlertState.TRIGGERED, alert, at=alert.raised_at, now=alert.raised_at)
 
 
 def next_expiry(state: EpisodeState) -> dt.datetime | None:
@@ -167,14 +186,38 @@ def record_recipient(
     recipient: Recipient | None,
     ack_url: str | None,
     unstaffed: bool,
+    paged_for: Alert | None = None,
 ) -> None:
-    """Who the delivery paged (the rota is read by the delivery, so it comes back as a fact)."""
+    """Who was paged (the rota is read by an activity, so it comes back as a fact); the
+    timeline's entry of the step that paged them (`paged_for`, the alert as the step left it)
+    names them too."""
     alert = find(state, alert_id)
     if alert is None:
         return
     alert.recipient = recipient
     alert.ack_url = ack_url
     alert.unstaffed = unstaffed
+    if not state.alert_timeline or paged_for is None:
+        return
+    entry_id = timeline_entry_id(paged_for, trigger_step_name(paged_for))
+    entry = next((e for e in state.timeline if e.event_id == entry_id), None)
+    if entry is not None:
+        entry.data = entry.data | {
+            "recipient": recipient.person_id if recipient else None,
+            "unstaffed": unstaffed,
+        }
+
+
+def trigger_step_name(alert: Alert) -> str:
+    """The name of the last step that paged someone for `alert` (a snapshot or the alert)."""
+    return "retriggered" if alert.ack_timeouts else "triggered"
+
+
+def timeline_entry_id(alert: Alert, step: str) -> str:
+    """Stable and unique per alert and step: a re-trigger counts the lapses."""
+    if step == "retriggered":
+        return f"{alert.alert_id}:retriggered:{alert.ack_timeouts}"
+    return f"{alert.alert_id}:{step}"
 
 
 def drain(state: EpisodeState) -> list[AlertTransition]:
@@ -188,6 +231,7 @@ def _emit(
     alert: Alert,
     *,
     at: dt.datetime | None,
+    now: dt.datetime,
     by: str | None = None,
     **extra: Any,
 ) -> None:
@@ -202,3 +246,49 @@ def _emit(
     state.alert_outbox.append(
         AlertTransition(transition=transition, alert=alert.model_copy(deep=True), **extra)
     )
+    if state.alert_timeline and transition is not AlertState.ACKNOWLEDGED:
+        _record_step(state, transition, alert, at or alert.raised_at, now, extra.get("reason"))
+
+
+def _record_step(
+    state: EpisodeState,
+    transition: AlertState,
+    alert: Alert,
+    at: dt.datetime,
+    now: dt.datetime,
+    reason: str | None,
+) -> None:
+    step = trigger_step_name(alert) if transition is AlertState.TRIGGERED else transition.value
+    data: dict[str, Any] = {
+        "alert_id": alert.alert_id,
+        "obligation_id": alert.obligation_id,
+        "kind": alert.kind.value,
+        "rank": alert.rank.value,
+        "escalation_level": alert.escalation_level,
+        "recipient": alert.recipient.person_id if alert.recipient else None,
+        "unstaffed": alert.unstaffed,
+    }
+    if step == "retriggered":
+        data |= {"reason": reason, "acknowledged_by": alert.acknowledged_by}
+    if transition is AlertState.RESOLVED:
+        ob = state.obligation(alert.obligation_id)
+        data["obligation_status"] = ob.status.value if ob is not None else None
+    entry = TimelineEntry(
+        event_id=timeline_entry_id(alert, step),
+        type={
+            "triggered": TRIGGERED_TYPE,
+            "retriggered": RETRIGGERED_TYPE,
+            "resolved": RESOLVED_TYPE,
+        }[step],
+        time=at,
+        source=SYSTEM_SOURCE,
+        actor=SYSTEM_ACTOR,
+        recorded_at=now,
+        data=data,
+    )
+    timeline = state.timeline
+    if not timeline or timeline[-1].time <= at:  # the usual case: nothing later recorded yet
+        timeline.append(entry)
+    else:
+        times = [e.time for e in timeline]
+        timeline.insert(bisect.bisect_right(times, at), entry)

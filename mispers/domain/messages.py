@@ -119,25 +119,39 @@ class CheckLocationInput(BaseModel):
     postcode_key: str
 
 
-class DeliverAlertsInput(BaseModel):
-    """The durable retry of a batch: `done` names the sinks the first, local round already
-    reached (so they are not sent it again) and `counted` says that round counted the alerts."""
-
-    batch: AlertBatch
-    done: list[str] = []
-    counted: bool = False
-
-
-class DeliverAlertsOnceInput(BaseModel):
-    batch: AlertBatch
-
-
 class Paged(BaseModel):
     """Who a triggered alert went to, and the signed link they were sent."""
 
     recipient: Recipient | None = None
     ack_url: str | None = None
     unstaffed: bool = False
+
+
+class DeliverAlertsInput(BaseModel):
+    """The durable retry of a batch: `done` names the sinks the first, local round already
+    reached (so they are not sent it again) and `counted` says that round counted the alerts.
+    `paged`, when given, is who the episode recorded as paged: every round sends to them."""
+
+    batch: AlertBatch
+    done: list[str] = []
+    counted: bool = False
+    paged: dict[str, Paged] | None = None
+
+
+class DeliverAlertsOnceInput(BaseModel):
+    batch: AlertBatch
+    paged: dict[str, Paged] | None = None
+
+
+class AddressAlertsInput(BaseModel):
+    """A triggered batch to address before any sink is tried, so who was paged is in the
+    episode's state whatever the delivery does."""
+
+    batch: AlertBatch
+
+
+class AddressedAlerts(BaseModel):
+    paged: dict[str, Paged] = Field(default_factory=dict, description="By alert id.")
 
 
 class AlertDelivery(BaseModel):

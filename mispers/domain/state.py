@@ -149,6 +149,8 @@ class Communication(StateModel):
 
 
 class TimelineEntry(StateModel):
+    """An accepted event, or (`source` `mispers`) a step an alert took by itself."""
+
     event_id: str
     type: str
     time: dt.datetime
@@ -210,6 +212,7 @@ class EpisodeState(StateModel):
     )
     # Set by the workflow for each run (behind `workflow.patched`), never carried or shown.
     alert_lifecycle: bool = Field(False, exclude=True)
+    alert_timeline: bool = Field(False, exclude=True)
     alert_outbox: list[AlertTransition] = Field(default_factory=list, exclude=True)
 
     # Derived views -------------------------------------------------------------------------

@@ -70,8 +70,12 @@ class Recorded:
 
 def recorded_stream(state: EpisodeState) -> list[Recorded]:
     """An episode's events in the order it recorded them (its timeline is in event-time order;
-    events recorded at one instant keep their order)."""
-    entries = sorted(state.timeline, key=lambda e: e.recorded_at)
+    events recorded at one instant keep their order). The alert steps Mispers writes into the
+    timeline itself are results of the rules, not events, so they are left out."""
+    entries = sorted(
+        (e for e in state.timeline if e.source != lifecycle.SYSTEM_SOURCE),
+        key=lambda e: e.recorded_at,
+    )
     return [Recorded.from_timeline(state.episode_id, entry) for entry in entries]
 
 
@@ -127,6 +131,8 @@ class EpisodeRun:
         self.state = rules.new_state(episode_id, policy_version)
         # episodes started since alerts gained their lifecycle run with it (workflow.patched)
         self.state.alert_lifecycle = alert_lifecycle
+        # ... and keep their steps in the timeline (workflow.patched as well)
+        self.state.alert_timeline = alert_lifecycle
         self.policy = policy
         self.records = records if records is not None else ChildRecords()
         self.lookup = lookup

@@ -167,16 +167,23 @@ async def test_alerts_listed_acknowledged_by_link_and_api_re_escalated_and_resol
         assert sum(e["type"] == "mispers.alert.acknowledged" for e in timeline) == 1
 
         # Nobody acts: the acknowledgement lapses, SGT-ON is paged again, the inspector paged.
-        up = await eventually(lambda: bodies(s, l2), bool, within=30)
-        arrived = dt.datetime.now(dt.UTC)
+        up = await eventually(lambda: bodies(s, l2), bool, within=30, interval=0.05)
         repaged = [b for b in bodies(s, l1) if b.get("reason") == "ack_timeout"]
         assert repaged and repaged[0]["recipient"]["person_id"] == "SGT-ON"
         assert up[0]["rank"] == "inspector" and up[0]["recipient"]["person_id"] == "INSP-ON"
+        arrivals = s.webhook.arrivals()
+        repaged_at = min(at for at, b in arrivals if b["alert_id"] == l1 and b.get("reason"))
+        escalated_at = min(at for at, b in arrivals if b["alert_id"] == l2)
+        raised_late = (dt.datetime.fromisoformat(up[0]["raised_at"]) - expires).total_seconds()
+        repaged_late = repaged_at - expires.timestamp()
+        escalated_late = escalated_at - expires.timestamp()
         print(
-            f"\nre-escalation after the acknowledgement lapsed: raised "
-            f"{(dt.datetime.fromisoformat(up[0]['raised_at']) - expires).total_seconds():.3f} s "
-            f"after the expiry, at the webhook {(arrived - expires).total_seconds():.3f} s after"
+            f"\nafter the acknowledgement lapsed: the next rank's alert raised {raised_late:.3f} s "
+            f"after the expiry; at the webhook the re-triggered alert {repaged_late:.3f} s and "
+            f"the next rank's {escalated_late:.3f} s after"
         )
+        # due at the expiry, not an escalation interval later
+        assert 0 <= raised_late <= escalated_late < 5.0 and 0 <= repaged_late < 5.0
 
         # A constable's acknowledgement of the inspector's page: recorded, pauses nothing.
         low = await http.post(f"/v1/alerts/{l2}/ack", json={"note": "on my way"}, headers=officer)
@@ -243,6 +250,30 @@ async def test_alerts_listed_acknowledged_by_link_and_api_re_escalated_and_resol
             lambda: [b["transition"] for b in bodies(s, l1)],
             lambda steps: steps[-1] == "resolved" and "acknowledged" in steps,
         )
+        # The timeline: each step an alert took by itself once, as Mispers' entry; each
+        # acknowledgement once, as the event it came as.
+        answer = await http.get(f"/v1/episodes/{episode}", headers=officer)
+        timeline = answer.json()["timeline"]
+        ids = [e["event_id"] for e in timeline]
+        assert len(ids) == len(set(ids))
+        own = [
+            (e["type"], e["event_id"])
+            for e in timeline
+            if e["source"] == "mispers" and e["data"]["alert_id"] in (l1, l2)
+        ]
+        assert sorted(own) == sorted(
+            [
+                ("mispers.alert.triggered", f"{l1}:triggered"),
+                ("mispers.alert.retriggered", f"{l1}:retriggered:1"),
+                ("mispers.alert.triggered", f"{l2}:triggered"),
+                ("mispers.alert.resolved", f"{l1}:resolved"),
+                ("mispers.alert.resolved", f"{l2}:resolved"),
+            ]
+        )
+        acks = [e for e in timeline if e["type"] == "mispers.alert.acknowledged"]
+        assert [e["data"]["alert_id"] for e in acks] == [l1, l2]  # the link's, the constable's
+        retriggered = next(e for e in timeline if e["event_id"] == f"{l1}:retriggered:1")
+        assert retriggered["actor"] == "mispers" and retriggered["data"]["recipient"] == "SGT-ON"
         started = time.monotonic()
         await listing(state="resolved")
         print(f"GET /v1/alerts?state=resolved answered in {time.monotonic() - started:.3f} s")

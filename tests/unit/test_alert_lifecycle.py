@@ -6,6 +6,7 @@ from mispers.domain import alert_lifecycle as lifecycle
 from mispers.domain import episode as rules
 from mispers.domain.events import Actor
 from mispers.domain.refusals import EventRefused
+from mispers.domain.state import Recipient
 from mispers.domain.types import AlertState, Rank, Role
 from testkit.factories import event
 from tests.unit.rules_kit import POLICY, Episode
@@ -115,3 +116,86 @@ def test_without_the_lifecycle_an_acknowledgement_changes_nothing_else() -> None
     assert alert.acknowledged_by == "SGT-1" and alert.state is AlertState.TRIGGERED
     assert alert.ack_expires_at is None and ep.state.alert_outbox == []
     assert [a.alert_id for a in ep.advance(hours=2)] == [L2]
+
+
+def timeline_steps(ep: Episode) -> list[tuple[str, str, str | None]]:
+    return [
+        (e.type, e.event_id, e.actor)
+        for e in ep.state.timeline
+        if e.type.startswith("mispers.alert.")
+    ]
+
+
+def test_every_step_is_in_the_timeline_once_and_an_acknowledgement_only_as_its_event() -> None:
+    ep = Episode()
+    ep.state.alert_lifecycle = ep.state.alert_timeline = True
+    ep.send("episode.reported", {"initial_risk": "medium"})
+    ep.advance(hours=1)
+    lifecycle.record_recipient(
+        ep.state,
+        L1,
+        Recipient(person_id="SGT-ON", email="sgt.on@force.test"),
+        "https://x/ack?token=t",
+        False,
+        paged_for=ep.state.alerts[0].model_copy(),
+    )
+    ack(ep, L1, "SGT-1")
+    expires = ep.state.alerts[0].ack_expires_at
+    ep.advance(hours=2, minutes=1)  # lapsed: re-triggered, the inspector alerted
+    ep.send("enquiry.recorded")  # met: both resolved
+    ep.advance(minutes=1)
+    ack_id = next(e.event_id for e in ep.state.timeline if e.type == "mispers.alert.acknowledged")
+    assert timeline_steps(ep) == [
+        ("mispers.alert.triggered", f"{L1}:triggered", "mispers"),
+        ("mispers.alert.acknowledged", ack_id, "SGT-1"),
+        ("mispers.alert.retriggered", f"{L1}:retriggered:1", "mispers"),
+        ("mispers.alert.triggered", f"{L2}:triggered", "mispers"),
+        ("mispers.alert.resolved", f"{L1}:resolved", "mispers"),
+        ("mispers.alert.resolved", f"{L2}:resolved", "mispers"),
+    ]
+    ids = [e.event_id for e in ep.state.timeline]
+    assert len(ids) == len(set(ids))
+    entries = {e.event_id: e for e in ep.state.timeline}
+    first = entries[f"{L1}:triggered"]
+    assert first.source == "mispers" and first.posted_by is None
+    assert first.data == {
+        "alert_id": L1,
+        "obligation_id": "systems_checks",
+        "kind": "systems_checks",
+        "rank": "sergeant",
+        "escalation_level": 1,
+        "recipient": "SGT-ON",  # filled in when the rota answered
+        "unstaffed": False,
+    }
+    again = entries[f"{L1}:retriggered:1"]
+    assert again.time == expires
+    assert again.data["reason"] == "ack_timeout" and again.data["acknowledged_by"] == "SGT-1"
+    done = entries[f"{L1}:resolved"]
+    assert done.data["obligation_status"] == "met"
+    assert done.time == ep.state.obligation("systems_checks").met_at  # type: ignore[union-attr]
+    assert [e.time for e in ep.state.timeline] == sorted(e.time for e in ep.state.timeline)
+    assert "sgt.on@force.test" not in str([e.data for e in ep.state.timeline])
+
+
+def test_episodes_without_the_marker_keep_alert_steps_out_of_the_timeline() -> None:
+    ep = overdue()  # the lifecycle, but not its timeline entries (an older run replaying)
+    ack(ep, L1, "SGT-1")
+    ep.advance(hours=3)
+    assert [t for t, _, _ in timeline_steps(ep)] == ["mispers.alert.acknowledged"]
+
+
+def test_a_waived_obligation_resolves_its_alerts_and_the_timeline_says_so() -> None:
+    ep = Episode()
+    ep.state.alert_lifecycle = ep.state.alert_timeline = True
+    ep.send("episode.reported", {"initial_risk": "medium"})
+    ep.advance(hours=1)
+    ack(ep, L1, "SGT-1")
+    ep.send("child.found", {"found_at": ep.now.isoformat()})
+    waivers = [{"obligation_id": o.id, "reason": "closing"} for o in ep.state.outstanding()]
+    ep.send("closure.approved", {"waivers": waivers})
+    ep.advance(minutes=1)
+    alert = ep.state.alerts[0]
+    assert alert.state is AlertState.RESOLVED and alert.ack_expires_at is None
+    resolved = next(e for e in ep.state.timeline if e.event_id == f"{L1}:resolved")
+    assert resolved.data["obligation_status"] == "waived"
+    assert ep.advance(hours=12) == [] and lifecycle.next_expiry(ep.state) is None
