@@ -63,3 +63,14 @@ def test_the_recorded_stream_is_read_back_from_the_timeline(policy: Policy) -> N
     assert [r.event.id for r in stream] == ["ev-a", "ev-b"]
     assert [r.recorded_at for r in stream] == [T0, T0 + HOUR]
     assert stream[0].event == late_report
+
+
+def test_the_recorded_stream_leaves_out_the_alert_steps_mispers_wrote(policy: Policy) -> None:
+    """An overdue step puts Mispers' own alert entries into the timeline; reading the stream
+    back gives the events alone, so a replay of it does not post results as if they were
+    events."""
+    stream = _stream(("episode.reported", dt.timedelta(0), {}))
+    run = run_episode("E-1", stream, policy, until=T0 + 3 * HOUR)
+    sources = {entry.source for entry in run.state.timeline}
+    assert "mispers" in sources and len(sources) > 1
+    assert [r.event.id for r in recorded_stream(run.state)] == ["ev-0"]
