@@ -18,7 +18,14 @@ from typing import Any
 
 from mispers.domain.events import Actor
 from mispers.domain.refusals import refuse
-from mispers.domain.state import Alert, AlertStep, AlertTransition, EpisodeState, Recipient
+from mispers.domain.state import (
+    Alert,
+    AlertStep,
+    AlertTransition,
+    EpisodeState,
+    Obligation,
+    Recipient,
+)
 from mispers.domain.types import AlertState, Rank, Role
 from mispers.policy.model import Policy
 
@@ -134,10 +141,16 @@ def expire_acks(state: EpisodeState, now: dt.datetime) -> None:
 
 def resolve_settled(state: EpisodeState, now: dt.datetime) -> None:
     """Alerts whose obligation is no longer outstanding (met, waived, lapsed) are resolved."""
+    # Called at every timer: look each obligation up once, not once per alert.
+    if all(o.outstanding for o in state.obligations):
+        return
+    by_id: dict[str, Obligation] = {}
+    for o in state.obligations:
+        by_id.setdefault(o.id, o)  # the first of an id, as `state.obligation` finds it
     for alert in state.alerts:
         if alert.state is AlertState.RESOLVED:
             continue
-        ob = state.obligation(alert.obligation_id)
+        ob = by_id.get(alert.obligation_id)
         if ob is None or ob.outstanding:
             continue
         alert.state = AlertState.RESOLVED
@@ -200,5 +213,12 @@ def _emit(
         )
     )
     state.alert_outbox.append(
-        AlertTransition(transition=transition, alert=alert.model_copy(deep=True), **extra)
+        AlertTransition(transition=transition, alert=_snapshot(alert), **extra)
     )
+
+
+def _snapshot(alert: Alert) -> Alert:
+    """The alert as it is now, for the sinks. Its steps and recipient are replaced or appended
+    to, never changed in place, so copying the list is enough: a deep copy at every step made
+    the rules' cost grow with the square of an alert's steps."""
+    return alert.model_copy(update={"steps": list(alert.steps)})
