@@ -141,13 +141,22 @@ def expire_acks(state: EpisodeState, now: dt.datetime) -> None:
 
 def resolve_settled(state: EpisodeState, now: dt.datetime) -> None:
     """Alerts whose obligation is no longer outstanding (met, waived, lapsed) are resolved."""
-    # Called at every timer: look each obligation up once, not once per alert.
-    if all(o.outstanding for o in state.obligations):
+    # Called at every timer, over alerts that top-rank re-alerts make many. Obligations only
+    # settle and alerts are only appended, and a resolved alert stays so: while no obligation
+    # settled or appeared since the last pass, only the alerts raised since need looking at.
+    settled = sum(1 for o in state.obligations if not o.outstanding)
+    if settled == 0:
+        return
+    obligations = (len(state.obligations), settled)
+    mark = state.alerts_settled_mark()
+    start = mark[0] if mark is not None and mark[1:] == obligations else 0
+    state.mark_alerts_settled((len(state.alerts), *obligations))
+    if start == len(state.alerts):
         return
     by_id: dict[str, Obligation] = {}
     for o in state.obligations:
         by_id.setdefault(o.id, o)  # the first of an id, as `state.obligation` finds it
-    for alert in state.alerts:
+    for alert in state.alerts[start:]:
         if alert.state is AlertState.RESOLVED:
             continue
         ob = by_id.get(alert.obligation_id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from mispers.domain.events import Actor, Child
 from mispers.domain.types import (
@@ -211,6 +211,15 @@ class EpisodeState(StateModel):
     # Set by the workflow for each run (behind `workflow.patched`), never carried or shown.
     alert_lifecycle: bool = Field(False, exclude=True)
     alert_outbox: list[AlertTransition] = Field(default_factory=list, exclude=True)
+    # The rules' own bookkeeping, never carried: a fresh state (a replay, continue-as-new)
+    # starts without it and the rules simply do the full pass once.
+    _settled_mark: tuple[int, int, int] | None = PrivateAttr(default=None)
+
+    def alerts_settled_mark(self) -> tuple[int, int, int] | None:
+        return self._settled_mark
+
+    def mark_alerts_settled(self, mark: tuple[int, int, int]) -> None:
+        self._settled_mark = mark
 
     # Derived views -------------------------------------------------------------------------
 
