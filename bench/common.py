@@ -31,12 +31,15 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from mispers.api.auth import load_secret, mint_token
 from mispers.config import Settings
@@ -93,8 +96,15 @@ class Figure:
         return "met" if self.ok else "MISSED target"
 
 
-def print_figures(title: str, figures: Sequence[Figure]) -> None:
-    table = Table(title=title)
+def print_figures(
+    title: str, figures: Sequence[Figure], machine: dict[str, Any] | None = None
+) -> None:
+    """The summary table; given the machine facts, captioned with the date and the commit so a
+    pasted table says which code and which day it measured."""
+    caption = None
+    if machine is not None:
+        caption = f"{machine['date']}, commit {machine.get('commit', 'unknown')}"
+    table = Table(title=title, caption=caption)
     for column in ("figure", "measured", "target", "verdict", "note"):
         table.add_column(column)
     for f in figures:
@@ -135,10 +145,33 @@ def temporal_cli_version() -> str:
     return out.stdout.strip().removeprefix("temporal version ")
 
 
+def git_commit() -> str:
+    """The commit measured, marked `-dirty` when the work tree differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+    except Exception as exc:  # not a checkout (an sdist): said so, not fatal
+        return f"unknown ({type(exc).__name__})"
+    return head + ("-dirty" if dirty else "")  # fmt: skip
+
+
 def machine_info() -> dict[str, Any]:
     load1, load5, load15 = os.getloadavg()
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(),
         "cores": os.cpu_count(),
         "memory_gib": round(memory_total_gib(), 1),
         "load_average": [round(load1, 2), round(load5, 2), round(load15, 2)],
@@ -154,7 +187,7 @@ def print_machine(info: dict[str, Any]) -> None:
         f"[bold]machine[/]: {info['cores']} cores, {info['memory_gib']} GiB, load "
         f"{' '.join(str(x) for x in info['load_average'])} ({info['platform']}); "
         f"python {info['python']}, temporalio {info['temporalio']}, "
-        f"temporal CLI {info['temporal_cli']}; {info['date']}"
+        f"temporal CLI {info['temporal_cli']}; {info['date']}, commit {info['commit']}"
     )
 
 
@@ -167,13 +200,23 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
+class RateColumn(ProgressColumn):
+    """Items a second over the last samples: with the ETA, what a long run is heading for."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.1f}/s")
+
+
 def progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
+        RateColumn(),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
         TimeRemainingColumn(),
         console=console,
         transient=False,
