@@ -107,21 +107,27 @@ def acknowledge(
         expires = now + policy.ack_timeout.for_level(state.risk.level)
         alert.ack_expires_at = expires
         ob.next_escalation_at = expires
+        state.mark_acks_pending_from(0)  # where this alert sits is not worth a search
     _emit(state, AlertState.ACKNOWLEDGED, alert, at=alert.acknowledged_at, by=by)
 
 
 def expire_acks(state: EpisodeState, now: dt.datetime) -> None:
     """Acknowledgements whose time ran out with the work undone: triggered again, the
     acknowledger paged again, and escalation (due at the expiry) goes one rank up."""
-    for alert in state.alerts:
-        if (
-            alert.state is not AlertState.ACKNOWLEDGED
-            or alert.ack_expires_at is None
-            or alert.ack_expires_at > now
-        ):
+    # Called at every timer: alerts before the first one holding a lapsing acknowledgement are
+    # skipped (only `acknowledge` gives an alert one, and it moves the mark back to the start).
+    alerts = state.alerts
+    first: int | None = None
+    for i in range(state.acks_pending_from(), len(alerts)):
+        alert = alerts[i]
+        if alert.state is not AlertState.ACKNOWLEDGED or alert.ack_expires_at is None:
+            continue
+        if alert.ack_expires_at > now:
+            first = i if first is None else first
             continue
         ob = state.obligation(alert.obligation_id)
         if ob is None or not ob.outstanding:
+            first = i if first is None else first
             continue  # resolved instead
         expired = alert.ack_expires_at
         alert.state = AlertState.TRIGGERED
@@ -137,6 +143,7 @@ def expire_acks(state: EpisodeState, now: dt.datetime) -> None:
             notify=alert.acknowledged_by,
             reason=ACK_TIMEOUT,
         )
+    state.mark_acks_pending_from(len(alerts) if first is None else first)
 
 
 def resolve_settled(state: EpisodeState, now: dt.datetime) -> None:
@@ -175,9 +182,10 @@ def raised(state: EpisodeState, alerts: Sequence[Alert]) -> None:
 
 
 def next_expiry(state: EpisodeState) -> dt.datetime | None:
+    alerts = state.alerts
     times = [
         a.ack_expires_at
-        for a in state.alerts
+        for a in alerts[state.acks_pending_from() :]
         if a.state is AlertState.ACKNOWLEDGED and a.ack_expires_at is not None
     ]
     return min(times) if times else None

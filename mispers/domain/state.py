@@ -19,6 +19,8 @@ from mispers.domain.types import (
     RiskLevel,
 )
 
+_OUTSTANDING = frozenset({ObligationStatus.OPEN, ObligationStatus.OVERDUE})
+
 
 class StateModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
@@ -73,7 +75,7 @@ class Obligation(StateModel):
 
     @property
     def outstanding(self) -> bool:
-        return self.status.is_outstanding
+        return self.status in _OUTSTANDING  # ObligationStatus.is_outstanding, asked at every tick
 
 
 class Recipient(StateModel):
@@ -214,12 +216,20 @@ class EpisodeState(StateModel):
     # The rules' own bookkeeping, never carried: a fresh state (a replay, continue-as-new)
     # starts without it and the rules simply do the full pass once.
     _settled_mark: tuple[int, int, int] | None = PrivateAttr(default=None)
+    _acks_from: int = PrivateAttr(default=0)
 
     def alerts_settled_mark(self) -> tuple[int, int, int] | None:
         return self._settled_mark
 
     def mark_alerts_settled(self, mark: tuple[int, int, int]) -> None:
         self._settled_mark = mark
+
+    def acks_pending_from(self) -> int:
+        """No alert before this index holds an acknowledgement that can lapse."""
+        return self._acks_from
+
+    def mark_acks_pending_from(self, index: int) -> None:
+        self._acks_from = index
 
     # Derived views -------------------------------------------------------------------------
 
