@@ -494,6 +494,46 @@ def stream_event(episode_id: str, index: int, child_ref: str) -> dict[str, Any]:
     return cloud_event(kind, episode_id, eid, data)
 
 
+CLOSE_ATTEMPTS = 5
+
+
+async def close_via_api(http: Any, episode_id: str) -> int:
+    """Close a found episode as a supervisor does: every open obligation waived. The child's
+    record can add obligations between the read and the approval (then it is refused naming
+    them, and asked again). Returns when the episode reads as closed; the POSTs it took."""
+    posts = 0
+    for attempt in range(CLOSE_ATTEMPTS):
+        state = (await http.get(f"/v1/episodes/{episode_id}")).json()
+        waivers = [
+            {"obligation_id": o["id"], "reason": "bench closure"}
+            for o in state["obligations"]
+            if o["status"] in ("open", "overdue") and o["kind"] != "closure_review"
+        ]
+        body = cloud_event(
+            "closure.approved",
+            episode_id,
+            f"{episode_id}-close-{attempt}",
+            {"supervisor_id": "SGT-1", "rank": "inspector", "rationale": "bench",
+             "waivers": waivers},
+        )  # fmt: skip
+        answer = await http.post(
+            "/v1/events", json=body, headers={"content-type": "application/cloudevents+json"}
+        )
+        posts += 1
+        if answer.status_code == 202 and answer.json().get("status") == "accepted":
+            break
+        if "open_obligations" not in answer.text:
+            raise RuntimeError(f"closure of {episode_id} answered {answer.status_code}")
+    else:
+        raise RuntimeError(f"episode {episode_id} still refuses closure")
+
+    async def status() -> str:
+        return str((await http.get(f"/v1/episodes/{episode_id}")).json()["status"])
+
+    await poll_until(status, lambda s: s == "closed", 60.0, what="episode closed")
+    return posts
+
+
 # --- a webhook receiver that timestamps every alert -----------------------------------------
 
 
