@@ -44,7 +44,7 @@ from rich.text import Text
 from mispers.api.auth import load_secret, mint_token
 from mispers.config import Settings
 from mispers.dev import DevStack, fresh_file, http_ok, port_open
-from mispers.domain.types import Role
+from mispers.domain.types import Rank, Role
 from mispers.engine.embedded import start_dev_command, venv_binary
 from mispers.security.keyring import open_ring
 from worker import HEALTH_FILE
@@ -303,6 +303,8 @@ class Service:
     worker_pid: int = 0
     api_pid: int = 0
     token: str = ""
+    # an inspector: waiving what is left at closure is theirs to do (the bench token is a sergeant)
+    closer_token: str = ""
 
     @property
     def url(self) -> str:
@@ -355,7 +357,9 @@ class Stack:
         # The ring and the secret exist before any process starts (as `mispers keys init`
         # would make them for an external server): no two processes race to create them.
         open_ring(settings, create=True)
-        service.token = mint_token(load_secret(settings, env={}), Role.SUPERVISOR, "bench")
+        secret = load_secret(settings, env={})
+        service.token = mint_token(secret, Role.SUPERVISOR, "bench")
+        service.closer_token = mint_token(secret, Role.SUPERVISOR, "bench", rank=Rank.INSPECTOR)
         env = dict(self.base_env)
         env.update(
             {
@@ -497,7 +501,7 @@ def stream_event(episode_id: str, index: int, child_ref: str) -> dict[str, Any]:
 CLOSE_ATTEMPTS = 5
 
 
-async def close_via_api(http: Any, episode_id: str) -> int:
+async def close_via_api(http: Any, episode_id: str, token: str) -> int:
     """Close a found episode as a supervisor does: every open obligation waived. The child's
     record can add obligations between the read and the approval (then it is refused naming
     them, and asked again). Returns when the episode reads as closed; the POSTs it took."""
@@ -517,13 +521,20 @@ async def close_via_api(http: Any, episode_id: str) -> int:
              "waivers": waivers},
         )  # fmt: skip
         answer = await http.post(
-            "/v1/events", json=body, headers={"content-type": "application/cloudevents+json"}
+            "/v1/events",
+            json=body,
+            headers={
+                "content-type": "application/cloudevents+json",
+                "authorization": f"Bearer {token}",
+            },
         )
         posts += 1
         if answer.status_code == 202 and answer.json().get("status") == "accepted":
             break
         if "open_obligations" not in answer.text:
-            raise RuntimeError(f"closure of {episode_id} answered {answer.status_code}")
+            raise RuntimeError(
+                f"closure of {episode_id} answered {answer.status_code}: {answer.text}"
+            )
     else:
         raise RuntimeError(f"episode {episode_id} still refuses closure")
 
