@@ -229,9 +229,10 @@ def _emit(
             reason=extra.get("reason"),
         )
     )
-    state.alert_outbox.append(
-        AlertTransition(transition=transition, alert=_snapshot(alert), **extra)
-    )
+    if state.keeps_alert_outbox():
+        state.alert_outbox.append(
+            AlertTransition(transition=transition, alert=_snapshot(alert), **extra)
+        )
 
 
 def _snapshot(alert: Alert) -> Alert:

@@ -217,12 +217,21 @@ class EpisodeState(StateModel):
     # starts without it and the rules simply do the full pass once.
     _settled_mark: tuple[int, int, int] | None = PrivateAttr(default=None)
     _acks_from: int = PrivateAttr(default=0)
+    _outbox_kept: bool = PrivateAttr(default=True)
 
     def alerts_settled_mark(self) -> tuple[int, int, int] | None:
         return self._settled_mark
 
     def mark_alerts_settled(self, mark: tuple[int, int, int]) -> None:
         self._settled_mark = mark
+
+    def keeps_alert_outbox(self) -> bool:
+        return self._outbox_kept
+
+    def discard_alert_outbox(self) -> None:
+        """For a run with no sinks (the offline driver): the lifecycle's steps are still kept
+        on each alert, but no snapshot is made for sinks that do not exist."""
+        self._outbox_kept = False
 
     def acks_pending_from(self) -> int:
         """No alert before this index holds an acknowledgement that can lapse."""

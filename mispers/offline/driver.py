@@ -103,6 +103,7 @@ class EpisodeRun:
         self.state = rules.new_state(episode_id, policy_version)
         # episodes started since alerts gained their lifecycle run with it (workflow.patched)
         self.state.alert_lifecycle = alert_lifecycle
+        self.state.discard_alert_outbox()  # the workflow hands it to the sinks; offline: none
         self.policy = policy
         self.records = records if records is not None else ChildRecords()
         self.lookup = lookup
