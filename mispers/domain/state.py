@@ -219,26 +219,33 @@ class EpisodeState(StateModel):
     _acks_from: int = PrivateAttr(default=0)
     _outbox_kept: bool = PrivateAttr(default=True)
 
+    def _private(self) -> dict[str, Any]:
+        # pydantic keeps private attributes here; reading them as attributes goes through its
+        # slow `__getattr__`, and the rules ask at every timer
+        private = self.__pydantic_private__
+        assert private is not None
+        return private
+
     def alerts_settled_mark(self) -> tuple[int, int, int] | None:
-        return self._settled_mark
+        return self._private()["_settled_mark"]  # type: ignore[no-any-return]
 
     def mark_alerts_settled(self, mark: tuple[int, int, int]) -> None:
-        self._settled_mark = mark
+        self._private()["_settled_mark"] = mark
 
     def keeps_alert_outbox(self) -> bool:
-        return self._outbox_kept
+        return self._private()["_outbox_kept"]  # type: ignore[no-any-return]
 
     def discard_alert_outbox(self) -> None:
         """For a run with no sinks (the offline driver): the lifecycle's steps are still kept
         on each alert, but no snapshot is made for sinks that do not exist."""
-        self._outbox_kept = False
+        self._private()["_outbox_kept"] = False
 
     def acks_pending_from(self) -> int:
         """No alert before this index holds an acknowledgement that can lapse."""
-        return self._acks_from
+        return self._private()["_acks_from"]  # type: ignore[no-any-return]
 
     def mark_acks_pending_from(self, index: int) -> None:
-        self._acks_from = index
+        self._private()["_acks_from"] = index
 
     # Derived views -------------------------------------------------------------------------
 
