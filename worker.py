@@ -54,7 +54,9 @@ def build_worker(
     )
     child_records = ChildRecordActivities(client)
     locations = LocationActivities(register)
-    analytics = AnalyticsActivities(open_store(settings.data_dir, settings.analytics))
+    analytics = AnalyticsActivities(
+        open_store(settings.data_dir, settings.analytics) if settings.analytics_export else None
+    )
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,

@@ -31,17 +31,20 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from mispers.api.auth import load_secret, mint_token
 from mispers.config import Settings
 from mispers.dev import DevStack, fresh_file, http_ok, port_open
-from mispers.domain.types import Role
+from mispers.domain.types import Rank, Role
 from mispers.engine.embedded import start_dev_command, venv_binary
 from mispers.security.keyring import open_ring
 from worker import HEALTH_FILE
@@ -93,8 +96,15 @@ class Figure:
         return "met" if self.ok else "MISSED target"
 
 
-def print_figures(title: str, figures: Sequence[Figure]) -> None:
-    table = Table(title=title)
+def print_figures(
+    title: str, figures: Sequence[Figure], machine: dict[str, Any] | None = None
+) -> None:
+    """The summary table; given the machine facts, captioned with the date and the commit so a
+    pasted table says which code and which day it measured."""
+    caption = None
+    if machine is not None:
+        caption = f"{machine['date']}, commit {machine.get('commit', 'unknown')}"
+    table = Table(title=title, caption=caption)
     for column in ("figure", "measured", "target", "verdict", "note"):
         table.add_column(column)
     for f in figures:
@@ -135,10 +145,33 @@ def temporal_cli_version() -> str:
     return out.stdout.strip().removeprefix("temporal version ")
 
 
+def git_commit() -> str:
+    """The commit measured, marked `-dirty` when the work tree differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+    except Exception as exc:  # not a checkout (an sdist): said so, not fatal
+        return f"unknown ({type(exc).__name__})"
+    return head + ("-dirty" if dirty else "")  # fmt: skip
+
+
 def machine_info() -> dict[str, Any]:
     load1, load5, load15 = os.getloadavg()
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(),
         "cores": os.cpu_count(),
         "memory_gib": round(memory_total_gib(), 1),
         "load_average": [round(load1, 2), round(load5, 2), round(load15, 2)],
@@ -154,7 +187,7 @@ def print_machine(info: dict[str, Any]) -> None:
         f"[bold]machine[/]: {info['cores']} cores, {info['memory_gib']} GiB, load "
         f"{' '.join(str(x) for x in info['load_average'])} ({info['platform']}); "
         f"python {info['python']}, temporalio {info['temporalio']}, "
-        f"temporal CLI {info['temporal_cli']}; {info['date']}"
+        f"temporal CLI {info['temporal_cli']}; {info['date']}, commit {info['commit']}"
     )
 
 
@@ -167,13 +200,23 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
+class RateColumn(ProgressColumn):
+    """Items a second over the last samples: with the ETA, what a long run is heading for."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.1f}/s")
+
+
 def progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
+        RateColumn(),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
         TimeRemainingColumn(),
         console=console,
         transient=False,
@@ -260,6 +303,8 @@ class Service:
     worker_pid: int = 0
     api_pid: int = 0
     token: str = ""
+    # an inspector: waiving what is left at closure is theirs to do (the bench token is a sergeant)
+    closer_token: str = ""
 
     @property
     def url(self) -> str:
@@ -312,7 +357,9 @@ class Stack:
         # The ring and the secret exist before any process starts (as `mispers keys init`
         # would make them for an external server): no two processes race to create them.
         open_ring(settings, create=True)
-        service.token = mint_token(load_secret(settings, env={}), Role.SUPERVISOR, "bench")
+        secret = load_secret(settings, env={})
+        service.token = mint_token(secret, Role.SUPERVISOR, "bench")
+        service.closer_token = mint_token(secret, Role.SUPERVISOR, "bench", rank=Rank.INSPECTOR)
         env = dict(self.base_env)
         env.update(
             {
@@ -449,6 +496,53 @@ def stream_event(episode_id: str, index: int, child_ref: str) -> dict[str, Any]:
     else:
         kind, data = ("enquiry.recorded", {"kind": "other", "outcome": "n/a", "officer_id": "PC-1"})
     return cloud_event(kind, episode_id, eid, data)
+
+
+CLOSE_ATTEMPTS = 5
+
+
+async def close_via_api(http: Any, episode_id: str, token: str) -> int:
+    """Close a found episode as a supervisor does: every open obligation waived. The child's
+    record can add obligations between the read and the approval (then it is refused naming
+    them, and asked again). Returns when the episode reads as closed; the POSTs it took."""
+    posts = 0
+    for attempt in range(CLOSE_ATTEMPTS):
+        state = (await http.get(f"/v1/episodes/{episode_id}")).json()
+        waivers = [
+            {"obligation_id": o["id"], "reason": "bench closure"}
+            for o in state["obligations"]
+            if o["status"] in ("open", "overdue") and o["kind"] != "closure_review"
+        ]
+        body = cloud_event(
+            "closure.approved",
+            episode_id,
+            f"{episode_id}-close-{attempt}",
+            {"supervisor_id": "SGT-1", "rank": "inspector", "rationale": "bench",
+             "waivers": waivers},
+        )  # fmt: skip
+        answer = await http.post(
+            "/v1/events",
+            json=body,
+            headers={
+                "content-type": "application/cloudevents+json",
+                "authorization": f"Bearer {token}",
+            },
+        )
+        posts += 1
+        if answer.status_code == 202 and answer.json().get("status") == "accepted":
+            break
+        if "open_obligations" not in answer.text:
+            raise RuntimeError(
+                f"closure of {episode_id} answered {answer.status_code}: {answer.text}"
+            )
+    else:
+        raise RuntimeError(f"episode {episode_id} still refuses closure")
+
+    async def status() -> str:
+        return str((await http.get(f"/v1/episodes/{episode_id}")).json()["status"])
+
+    await poll_until(status, lambda s: s == "closed", 60.0, what="episode closed")
+    return posts
 
 
 # --- a webhook receiver that timestamps every alert -----------------------------------------

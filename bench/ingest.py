@@ -9,11 +9,16 @@ One embedded dev server, started with the flags of `make run`, serves every phas
     real API (worker and API as subprocesses, payload codec on, as shipped) until each episode's
     state (GET /v1/episodes/{id}) holds every event; ratio b/a, target >= 0.8;
 (d) the same as (b) against a second worker + API with the codec switched off (bench.plain);
+(e) with `--export-cost`: the same as (b) against a third worker + API whose close-time export
+    writes nothing (MISPERS_ANALYTICS_EXPORT=off), every episode closed at its end in (b) and
+    (e) alike: without closures nothing is exported and the two would not differ;
 (c) event-to-visible latency at a fixed offered load (open loop, paced by schedule; latency is
     measured from the scheduled send time, so a stall is not hidden), with the latency of each
     POST /v1/events and GET /v1/episodes/{id} call.
 
-Clients keep `--concurrency` episodes in flight; an episode's events are sent in order."""
+Clients keep `--concurrency` episodes in flight; an episode's events are sent in order. The
+episodes stay open unless `--close` (implied by `--export-cost`) closes each once its events are
+visible: every open obligation waived by a supervisor, counted as one more event."""
 
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ from bench.common import (
     Figure,
     Service,
     Stack,
+    close_via_api,
     console,
     cpu_seconds,
     machine_info,
@@ -175,8 +181,9 @@ async def mispers_phase(
     concurrency: int,
     bar: Progress,
     task: TaskID,
+    close: bool = False,
 ) -> Phase:
-    phase = Phase(f"mispers-{service.name}", episodes * per_episode, 0.0)
+    phase = Phase(f"mispers-{service.name}", episodes * (per_episode + close), 0.0)
     async with api_client(service, concurrency) as http:
 
         async def chain(i: int) -> None:
@@ -188,6 +195,9 @@ async def mispers_phase(
                 ids.add(body["id"])
                 bar.advance(task)
             await _visible(http, episode_id, ids, phase)
+            if close:
+                await close_via_api(http, episode_id, service.closer_token)
+                bar.advance(task)
 
         started = time.perf_counter()
         await _bounded([chain(i) for i in range(episodes)], concurrency)
@@ -262,18 +272,26 @@ async def latency_phase(
     return Latency(rate, total / elapsed, to_visible, phase.post_latencies, phase.get_latencies)
 
 
-async def warm_up(client: Client, services: list[Service]) -> None:
+async def warm_up(client: Client, services: list[Service], close: bool) -> None:
+    """One episode per path first; closed when the phases close theirs, so the first
+    close-time export (the store's opening) is not charged to whichever phase runs first."""
+    per = 6 if close else 2
     bar = progress()
     with bar:
-        task = bar.add_task("warm-up", total=2 * (1 + len(services)))
+        task = bar.add_task("warm-up", total=2 + len(services) * (per + close))
         await raw_phase(client, "warm", 1, 2, 1, bar, task)
         for service in services:
-            await mispers_phase(service, f"warm-{service.name}", 1, 2, 1, bar, task)
+            await mispers_phase(service, f"warm-{service.name}", 1, per, 1, bar, task, close)
 
 
 async def run_bench(st: Stack, args: argparse.Namespace) -> dict[str, Any]:
     codec = st.add_service("codec", codec=True)
     plain = st.add_service("plain", codec=False)
+    no_export = (
+        st.add_service("no-export", codec=True, extra_env={"MISPERS_ANALYTICS_EXPORT": "off"})
+        if args.export_cost
+        else None
+    )
     raw_pid = st.spawn(
         "raw-worker", [sys.executable, "-m", "bench.rawworker", st.address, RAW_QUEUE]
     )
@@ -286,19 +304,27 @@ async def run_bench(st: Stack, args: argparse.Namespace) -> dict[str, Any]:
         "api-no-codec": plain.api_pid,
         "bench": os.getpid(),
     }
+    if no_export is not None:
+        pids |= {"worker-no-export": no_export.worker_pid, "api-no-export": no_export.api_pid}
     client = await Client.connect(st.address)
-    await warm_up(client, [codec, plain])
     n_ep, per, conc = args.episodes, args.events_per_episode, args.concurrency
+    close = args.close or args.export_cost
+    await warm_up(client, [codec, plain] + ([no_export] if no_export else []), close)
+    total = n_ep * (per + close)
     runs: list[dict[str, Any]] = []
     cpu_seen: list[dict[str, dict[str, float]]] = []
     for run in range(args.runs):
         bar = progress()
         with bar:
-            total = n_ep * per
-            t_raw = bar.add_task(f"run {run + 1}: (a) raw signals", total=total)
-            t_rawu = bar.add_task(f"run {run + 1}: (a') raw Updates", total=total)
+            t_raw = bar.add_task(f"run {run + 1}: (a) raw signals", total=n_ep * per)
+            t_rawu = bar.add_task(f"run {run + 1}: (a') raw Updates", total=n_ep * per)
             t_codec = bar.add_task(f"run {run + 1}: (b) Mispers, codec", total=total)
             t_plain = bar.add_task(f"run {run + 1}: (d) Mispers, no codec", total=total)
+            t_off = (
+                bar.add_task(f"run {run + 1}: (e) Mispers, export off", total=total)
+                if no_export
+                else None
+            )
             t_lat = bar.add_task(
                 f"run {run + 1}: (c) {args.rate:g} ev/s",
                 total=max(1, int(args.rate * args.load_seconds)),
@@ -312,12 +338,14 @@ async def run_bench(st: Stack, args: argparse.Namespace) -> dict[str, Any]:
             cpu_share["raw-update"] = cpu.split()
             # Alternate the order of the codec and no-codec phases between runs.
             order = [(codec, t_codec), (plain, t_plain)]
+            if no_export is not None and t_off is not None:
+                order.append((no_export, t_off))
             if run % 2:
                 order.reverse()
             phases: dict[str, Phase] = {}
             for service, task in order:
                 phases[service.name] = await mispers_phase(
-                    service, f"{service.name[0]}{run}", n_ep, per, conc, bar, task
+                    service, f"{service.name[0]}{run}", n_ep, per, conc, bar, task, close
                 )
                 cpu_share[service.name] = cpu.split()
             lat = await latency_phase(
@@ -343,6 +371,10 @@ async def run_bench(st: Stack, args: argparse.Namespace) -> dict[str, Any]:
             "saturated_post_p50": percentile(phases["codec"].post_latencies, 50),
             "saturated_post_p95": percentile(phases["codec"].post_latencies, 95),
         }
+        if "no-export" in phases:
+            off = phases["no-export"].rate
+            result["mispers_export_off_events_per_s"] = off
+            result["export_on_over_off"] = phases["codec"].rate / off
         runs.append(result)
         cpu_seen.append(cpu_share)
         console.print(
@@ -378,6 +410,7 @@ def figures(med: dict[str, float], args: argparse.Namespace) -> list[Figure]:
             "(d) Mispers end to end, codec off", med["mispers_no_codec_events_per_s"], "events/s"
         ),
         Figure("(d) codec overhead (1 - on/off)", overhead * 100, "%"),
+        *export_figures(med),
         Figure(f"(c) event-to-visible p50 at {args.rate:g} ev/s", med["to_visible_p50"] * ms, "ms"),
         Figure(f"(c) event-to-visible p95 at {args.rate:g} ev/s", med["to_visible_p95"] * ms, "ms"),
         Figure(f"(c) event-to-visible p99 at {args.rate:g} ev/s", med["to_visible_p99"] * ms, "ms"),
@@ -394,6 +427,17 @@ def figures(med: dict[str, float], args: argparse.Namespace) -> list[Figure]:
     ]
 
 
+def export_figures(med: dict[str, float]) -> list[Figure]:
+    if "export_on_over_off" not in med:
+        return []
+    return [
+        Figure("(e) Mispers end to end, export off", med["mispers_export_off_events_per_s"],
+               "events/s", note="every episode closed, as in (b)"),
+        Figure("(e) close-time export: (b) / (e)", med["export_on_over_off"], "",
+               note="1.0: the export costs nothing measurable"),
+    ]  # fmt: skip
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.ingest",
@@ -408,8 +452,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs; medians are reported")
     parser.add_argument("--rate", type=float, default=20.0, help="offered load for (c), ev/s")
     parser.add_argument("--load-seconds", type=float, default=20.0, help="duration of (c)")
+    parser.add_argument("--close", action="store_true", help="close every episode at its end")
+    parser.add_argument(
+        "--export-cost", action="store_true", help="(e): closing episodes, export on vs off"
+    )
     parser.add_argument("--no-json", action="store_true", help="do not write bench/results/")
     args = parser.parse_args(argv)
+    if (args.close or args.export_cost) and args.events_per_episode < 6:
+        parser.error("--close and --export-cost need 6 events per episode: the child is found")
     if args.events_per_episode < 1 or args.episodes < 1 or args.runs < 1:
         parser.error("--episodes, --events-per-episode and --runs must be at least 1")
     return args

@@ -24,50 +24,29 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    Figure,
-    console,
-    machine_info,
-    print_figures,
-    print_machine,
-    progress,
-    write_results,
-)
-from mispers.analytics.bulk import Job, jobs, run_all
+from bench import year
+from bench.common import Figure, console
+from bench.year import NATIONAL_EPISODES as NATIONAL_YEAR
+from bench.year import START
 from mispers.analytics.document import render_html, write_report
 from mispers.analytics.figures import compute
 from mispers.analytics.store import open_store
 
-NATIONAL_YEAR = 200_000
 SYNTH_TARGET_S = 600.0
 REPORT_TARGET_S = 30.0
-START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def run(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
     analytics = str(work_dir / "analytics") if args.store == "parquet" else None
     store = open_store(work_dir, analytics)
-    template = Job(
-        children=[],
-        seed=args.seed,
-        days=365,
-        start=START,
-        policy_path=None,
-        register={},
-        data_dir=str(work_dir),
-        analytics=analytics,
-        keep_events=False,
-    )
     started = time.monotonic()
     cpu_before = _cpu()
-    work = jobs(template, args.episodes)
     made = events = 0
-    bar = progress()
-    with bar:
-        task = bar.add_task("synthetic year into the store", total=args.episodes)
-        for done in run_all(work, args.processes, lambda d: bar.advance(task, d.episodes)):
-            made += done.episodes
-            events += done.events
+    for done in year.synthetic_year(
+        args, "synthetic year into the store", data_dir=str(work_dir), analytics=analytics
+    ):
+        made += done.episodes
+        events += done.events
     synth_s = time.monotonic() - started
     synth_cpu_s = _cpu() - cpu_before
     console.print(
@@ -212,31 +191,19 @@ def figures_of(result: dict[str, Any], args: argparse.Namespace) -> list[Figure]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.report",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--episodes", type=int, default=NATIONAL_YEAR)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--processes", type=int, default=None, help="default: every core")
+    parser = year.parser("python -m bench.report", __doc__, NATIONAL_YEAR)
     parser.add_argument("--store", choices=("parquet", "duckdb"), default="parquet")
     parser.add_argument("--keep", type=Path, default=None, help="keep the store and report here")
     parser.add_argument("--no-pdf", action="store_true")
     parser.add_argument(
         "--export-records", type=int, default=200, help="records for the export cost (0: skip)"
     )
-    parser.add_argument("--no-json", action="store_true", help="do not write bench/results/")
-    args = parser.parse_args(argv)
-    if args.episodes < 1:
-        parser.error("--episodes must be at least 1")
-    return args
+    return year.parse(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    info = machine_info()
-    print_machine(info)
+    info = year.start(args)
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
         result = run(args, args.keep)
@@ -244,16 +211,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as work:
             result = run(args, Path(work))
     figs = figures_of(result, args)
-    print_figures("Inspection report at scale", figs)
-    payload = {
-        "machine": info,
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "result": result,
-        "figures": [f.__dict__ for f in figs],
-    }
-    if not args.no_json:
-        write_results("report", payload)
-    return payload
+    return year.finish("report", "Inspection report at scale", args, info, figs, {"result": result})
 
 
 if __name__ == "__main__":

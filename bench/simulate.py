@@ -25,42 +25,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    Figure,
-    console,
-    machine_info,
-    print_figures,
-    print_machine,
-    progress,
-    write_results,
-)
-from mispers.analytics.bulk import Job as SynthJob
-from mispers.analytics.bulk import jobs as synth_jobs
-from mispers.analytics.bulk import run_all as synth_all
+from bench import year
+from bench.common import Figure, console, progress
+from bench.year import START
 from mispers.offline.driver import ChildRecords, Recorded, run_episode
 from mispers.policy import load_policy
 from mispers.simulation import run as sim
 from mispers.simulation.compare import compare
 
-NATIONAL_EPISODES = 200_000
 NATIONAL_EVENTS = 3_000_000
 TARGET_S = 600.0
-START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 CANDIDATE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "candidate-policy.toml"
 
 
 def streams(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
-    template = SynthJob(
-        children=[], seed=args.seed, days=365, start=START, policy_path=None, register={},
-        data_dir=None, analytics=None, keep_events=True,
-    )  # fmt: skip
-    work = synth_jobs(template, args.episodes)
     by_episode: dict[str, list[dict[str, Any]]] = {}
-    with progress() as bar:
-        task = bar.add_task("synthetic year", total=args.episodes)
-        for done in synth_all(work, args.processes, lambda d: bar.advance(task, d.episodes)):
-            for body in done.stream:
-                by_episode.setdefault(str(body["subject"]), []).append(body)
+    for done in year.synthetic_year(args, "synthetic year (streams)", keep_events=True):
+        for body in done.stream:
+            by_episode.setdefault(str(body["subject"]), []).append(body)
     return by_episode
 
 
@@ -128,24 +110,15 @@ def simulate(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.simulate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--episodes", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--processes", type=int, default=None, help="default: every core")
+    parser = year.parser("python -m bench.simulate", __doc__, 20_000)
     parser.add_argument("--raw-sample", type=int, default=2_000, help="episodes, one core")
-    parser.add_argument("--no-json", action="store_true", help="do not write bench/results/")
-    return parser.parse_args(argv)
+    return year.parse(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     processes = args.processes or os.cpu_count() or 1
-    info = machine_info()
-    print_machine(info)
+    info = year.start(args)
     began = time.perf_counter()
     by_episode = streams(args)
     made = time.perf_counter() - began
@@ -158,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     national_s = NATIONAL_EVENTS / sim_run["events_per_s"]
     # on a machine whose cores are this run's alone: the CPU the events need, over the cores
     national_idle_s = NATIONAL_EVENTS / sim_run["events_per_cpu_s"] / processes
-    scaled = args.episodes < NATIONAL_EPISODES
+    scaled = args.episodes < year.NATIONAL_EPISODES
     label = f" (extrapolated from {args.episodes:,} episodes)" if scaled else ""
     figs = [
         Figure("streams made (synthetic year, not simulation)", made, "s",
@@ -182,24 +155,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                target="<= 600 s", ok=national_idle_s <= TARGET_S,
                note="CPU seconds needed / cores"),
     ]  # fmt: skip
-    print_figures("Policy simulation at scale", figs)
     console.print(
         f"alerts {result['baseline']['alerts_total']:,} -> {result['candidate']['alerts_total']:,}"
         f"; overdue {result['baseline']['overdue_total']:,} -> "
         f"{result['candidate']['overdue_total']:,}"
     )
     payload = {
-        "machine": info,
-        "args": {k: str(v) for k, v in vars(args).items()},
         "raw": raw,
         "simulation": sim_run,
         "national_seconds": national_s,
         "national_seconds_cores_to_itself": national_idle_s,
-        "figures": [f.__dict__ for f in figs],
     }
-    if not args.no_json:
-        write_results("simulate", payload)
-    return payload
+    return year.finish("simulate", "Policy simulation at scale", args, info, figs, payload)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ class Settings:
     worker_cache: int = 1000
     # Where analytics records go: unset = a DuckDB file in the data dir; a directory = Parquet.
     analytics: str | None = None
+    # False: closing episodes write no analytics record (to measure what the export costs).
+    analytics_export: bool = True
     # TLS / mTLS / API key towards an external Temporal, checked and read once at start.
     connection: TemporalConnection = field(default_factory=TemporalConnection, repr=False)
     # Who is on duty for each rank (a CSV file); unset = every alert to MISPERS_ALERT_EMAIL_TO.
@@ -101,6 +103,15 @@ def _url(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("on", "off"):
+        raise ConfigError(f"{name}={env.get(name)!r}: must be on or off")
+    return raw == "on"
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     raw_scale = env.get("MISPERS_TIME_SCALE") or "1"
@@ -149,6 +160,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_metrics_url=_url(env, "MISPERS_WORKER_METRICS_URL"),
         worker_cache=_int(env, "MISPERS_WORKER_CACHE", 1000, lo=0, hi=1_000_000),
         analytics=env.get("MISPERS_ANALYTICS") or None,
+        analytics_export=_switch(env, "MISPERS_ANALYTICS_EXPORT", True),
         connection=connection,
         rota=_path(env, "MISPERS_ROTA", must_exist=False),
         pagerduty_routing_key=env.get("MISPERS_PAGERDUTY_ROUTING_KEY") or None,

@@ -23,6 +23,9 @@ def test_bench_commands_parse_their_flags() -> None:
     assert alerts.parse_args([]).episodes == 10_000
     with pytest.raises(SystemExit):
         history.parse_args(["--runs", "0"])
+    assert ingest.parse_args(["--export-cost"]).export_cost
+    with pytest.raises(SystemExit):  # closing needs the child found (the 6th event)
+        ingest.parse_args(["--close", "--events-per-episode", "5"])
 
 
 def test_history_bench_runs_with_tiny_numbers() -> None:

@@ -27,6 +27,7 @@ from mispers.domain.state import (
     AlertStep,
     AlertTransition,
     EpisodeState,
+    Obligation,
     Recipient,
     TimelineEntry,
 )
@@ -118,21 +119,27 @@ def acknowledge(
         expires = now + policy.ack_timeout.for_level(state.risk.level)
         alert.ack_expires_at = expires
         ob.next_escalation_at = expires
+        state.mark_acks_pending_from(0)  # where this alert sits is not worth a search
     _emit(state, AlertState.ACKNOWLEDGED, alert, at=alert.acknowledged_at, now=now, by=by)
 
 
 def expire_acks(state: EpisodeState, now: dt.datetime) -> None:
     """Acknowledgements whose time ran out with the work undone: triggered again, the
     acknowledger paged again, and escalation (due at the expiry) goes one rank up."""
-    for alert in state.alerts:
-        if (
-            alert.state is not AlertState.ACKNOWLEDGED
-            or alert.ack_expires_at is None
-            or alert.ack_expires_at > now
-        ):
+    # Called at every timer: alerts before the first one holding a lapsing acknowledgement are
+    # skipped (only `acknowledge` gives an alert one, and it moves the mark back to the start).
+    alerts = state.alerts
+    first: int | None = None
+    for i in range(state.acks_pending_from(), len(alerts)):
+        alert = alerts[i]
+        if alert.state is not AlertState.ACKNOWLEDGED or alert.ack_expires_at is None:
+            continue
+        if alert.ack_expires_at > now:
+            first = i if first is None else first
             continue
         ob = state.obligation(alert.obligation_id)
         if ob is None or not ob.outstanding:
+            first = i if first is None else first
             continue  # resolved instead
         expired = alert.ack_expires_at
         alert.state = AlertState.TRIGGERED
@@ -149,14 +156,30 @@ def expire_acks(state: EpisodeState, now: dt.datetime) -> None:
             notify=alert.acknowledged_by,
             reason=ACK_TIMEOUT,
         )
+    state.mark_acks_pending_from(len(alerts) if first is None else first)
 
 
 def resolve_settled(state: EpisodeState, now: dt.datetime) -> None:
     """Alerts whose obligation is no longer outstanding (met, waived, lapsed) are resolved."""
-    for alert in state.alerts:
+    # Called at every timer, over alerts that top-rank re-alerts make many. Obligations only
+    # settle and alerts are only appended, and a resolved alert stays so: while no obligation
+    # settled or appeared since the last pass, only the alerts raised since need looking at.
+    settled = sum(1 for o in state.obligations if not o.outstanding)
+    if settled == 0:
+        return
+    obligations = (len(state.obligations), settled)
+    mark = state.alerts_settled_mark()
+    start = mark[0] if mark is not None and mark[1:] == obligations else 0
+    state.mark_alerts_settled((len(state.alerts), *obligations))
+    if start == len(state.alerts):
+        return
+    by_id: dict[str, Obligation] = {}
+    for o in state.obligations:
+        by_id.setdefault(o.id, o)  # the first of an id, as `state.obligation` finds it
+    for alert in state.alerts[start:]:
         if alert.state is AlertState.RESOLVED:
             continue
-        ob = state.obligation(alert.obligation_id)
+        ob = by_id.get(alert.obligation_id)
         if ob is None or ob.outstanding:
             continue
         alert.state = AlertState.RESOLVED
@@ -172,9 +195,10 @@ def raised(state: EpisodeState, alerts: Sequence[Alert]) -> None:
 
 
 def next_expiry(state: EpisodeState) -> dt.datetime | None:
+    alerts = state.alerts
     times = [
         a.ack_expires_at
-        for a in state.alerts
+        for a in alerts[state.acks_pending_from() :]
         if a.state is AlertState.ACKNOWLEDGED and a.ack_expires_at is not None
     ]
     return min(times) if times else None
@@ -243,9 +267,10 @@ def _emit(
             reason=extra.get("reason"),
         )
     )
-    state.alert_outbox.append(
-        AlertTransition(transition=transition, alert=alert.model_copy(deep=True), **extra)
-    )
+    if state.keeps_alert_outbox():
+        state.alert_outbox.append(
+            AlertTransition(transition=transition, alert=_snapshot(alert), **extra)
+        )
     if state.alert_timeline and transition is not AlertState.ACKNOWLEDGED:
         _record_step(state, transition, alert, at or alert.raised_at, now, extra.get("reason"))
 
@@ -292,3 +317,10 @@ def _record_step(
     else:
         times = [e.time for e in timeline]
         timeline.insert(bisect.bisect_right(times, at), entry)
+
+
+def _snapshot(alert: Alert) -> Alert:
+    """The alert as it is now, for the sinks. Its steps and recipient are replaced or appended
+    to, never changed in place, so copying the list is enough: a deep copy at every step made
+    the rules' cost grow with the square of an alert's steps."""
+    return alert.model_copy(update={"steps": list(alert.steps)})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from mispers.domain.events import Actor, Child
 from mispers.domain.types import (
@@ -18,6 +18,8 @@ from mispers.domain.types import (
     Rank,
     RiskLevel,
 )
+
+_OUTSTANDING = frozenset({ObligationStatus.OPEN, ObligationStatus.OVERDUE})
 
 
 class StateModel(BaseModel):
@@ -73,7 +75,7 @@ class Obligation(StateModel):
 
     @property
     def outstanding(self) -> bool:
-        return self.status.is_outstanding
+        return self.status in _OUTSTANDING  # ObligationStatus.is_outstanding, asked at every tick
 
 
 class Recipient(StateModel):
@@ -214,6 +216,39 @@ class EpisodeState(StateModel):
     alert_lifecycle: bool = Field(False, exclude=True)
     alert_timeline: bool = Field(False, exclude=True)
     alert_outbox: list[AlertTransition] = Field(default_factory=list, exclude=True)
+    # The rules' own bookkeeping, never carried: a fresh state (a replay, continue-as-new)
+    # starts without it and the rules simply do the full pass once.
+    _settled_mark: tuple[int, int, int] | None = PrivateAttr(default=None)
+    _acks_from: int = PrivateAttr(default=0)
+    _outbox_kept: bool = PrivateAttr(default=True)
+
+    def _private(self) -> dict[str, Any]:
+        # pydantic keeps private attributes here; reading them as attributes goes through its
+        # slow `__getattr__`, and the rules ask at every timer
+        private = self.__pydantic_private__
+        assert private is not None
+        return private
+
+    def alerts_settled_mark(self) -> tuple[int, int, int] | None:
+        return self._private()["_settled_mark"]  # type: ignore[no-any-return]
+
+    def mark_alerts_settled(self, mark: tuple[int, int, int]) -> None:
+        self._private()["_settled_mark"] = mark
+
+    def keeps_alert_outbox(self) -> bool:
+        return self._private()["_outbox_kept"]  # type: ignore[no-any-return]
+
+    def discard_alert_outbox(self) -> None:
+        """For a run with no sinks (the offline driver): the lifecycle's steps are still kept
+        on each alert, but no snapshot is made for sinks that do not exist."""
+        self._private()["_outbox_kept"] = False
+
+    def acks_pending_from(self) -> int:
+        """No alert before this index holds an acknowledgement that can lapse."""
+        return self._private()["_acks_from"]  # type: ignore[no-any-return]
+
+    def mark_acks_pending_from(self, index: int) -> None:
+        self._private()["_acks_from"] = index
 
     # Derived views -------------------------------------------------------------------------
 

@@ -133,6 +133,7 @@ class EpisodeRun:
         self.state.alert_lifecycle = alert_lifecycle
         # ... and keep their steps in the timeline (workflow.patched as well)
         self.state.alert_timeline = alert_lifecycle
+        self.state.discard_alert_outbox()  # the workflow hands it to the sinks; offline: none
         self.policy = policy
         self.records = records if records is not None else ChildRecords()
         self.lookup = lookup

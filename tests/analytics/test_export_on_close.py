@@ -10,7 +10,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from mispers.analytics.store import open_store
-from mispers.config import Settings
+from mispers.config import Settings, load_settings
 from mispers.policy import PinnedPolicy
 from tests.conftest import eventually
 from tests.harness import STARTED, EpisodeDriver, terminate_running
@@ -60,3 +60,23 @@ async def test_a_closing_episode_writes_its_record_once(
         "SELECT count(*) FROM obligations WHERE status = 'waived' AND waived_reason = 'test drill'"
     ).fetchone()
     assert waived is not None and waived[0] >= 1
+
+
+async def test_with_the_export_off_an_episode_closes_and_writes_nothing(
+    ts_env: WorkflowEnvironment, pinned: PinnedPolicy, tmp_path: Path
+) -> None:
+    """MISPERS_ANALYTICS_EXPORT=off, which the benches use to measure the export's cost."""
+    queue = f"export-off-{uuid.uuid4().hex[:8]}"
+    settings = load_settings({"MISPERS_DATA_DIR": str(tmp_path), "MISPERS_ANALYTICS_EXPORT": "off"})
+    async with build_worker(ts_env.client, settings, task_queue=queue):
+        d = EpisodeDriver(ts_env, pinned, queue, f"X-{uuid.uuid4().hex[:8]}", "C-EXPORT-OFF")
+        try:
+            await d.send("episode.reported")
+            await d.close()
+            handle = ts_env.client.get_workflow_handle(f"episode-{d.episode_id}")
+            summary = await handle.result()
+        finally:
+            await terminate_running(ts_env.client, STARTED)
+    assert summary["status"] == "closed"
+    con = open_store(tmp_path, None).reader()
+    assert con.execute("SELECT count(*) FROM episodes").fetchone() == (0,)

@@ -17,3 +17,11 @@ def test_worker_cache_defaults_to_the_sdks_thousand_and_takes_a_number() -> None
 def test_a_bad_worker_cache_is_refused_naming_the_variable(raw: str) -> None:
     with pytest.raises(ConfigError, match="MISPERS_WORKER_CACHE"):
         load_settings({"MISPERS_WORKER_CACHE": raw})
+
+
+def test_the_close_time_export_is_on_unless_switched_off() -> None:
+    assert load_settings({}).analytics_export is True
+    assert load_settings({"MISPERS_ANALYTICS_EXPORT": "off"}).analytics_export is False
+    assert load_settings({"MISPERS_ANALYTICS_EXPORT": "ON"}).analytics_export is True
+    with pytest.raises(ConfigError, match="MISPERS_ANALYTICS_EXPORT"):
+        load_settings({"MISPERS_ANALYTICS_EXPORT": "no"})
