@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 
 from mispers.domain.state import Alert, EpisodeSummary
-from mispers.domain.types import Rank, RiskLevel
+from mispers.domain.types import RiskLevel
 
 RISK_LABELS = {
     RiskLevel.HIGH: "High",
@@ -84,9 +84,3 @@ def by_urgency(episodes: Iterable[EpisodeSummary]) -> list[EpisodeSummary]:
 def alert_state(alert: Alert) -> str:
     """`triggered`, `acknowledged` or `resolved` (the alert's lifecycle)."""
     return alert.state.value
-
-
-def alerts_for_rank(alerts: Iterable[Alert], rank: Rank | None) -> list[Alert]:
-    """Newest first; all ranks when `rank` is None."""
-    chosen = [a for a in alerts if rank is None or a.rank is rank]
-    return sorted(chosen, key=lambda a: a.raised_at, reverse=True)
