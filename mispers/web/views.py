@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 
+from markupsafe import Markup
+
 from mispers.domain.state import Alert, EpisodeSummary
 from mispers.domain.types import RiskLevel
 
@@ -31,6 +33,17 @@ FLAG_LABELS = {
     "crime_disclosed": "Crime disclosed",
     "person_of_concern": "Person of concern",
 }
+
+
+def stamp(at: dt.datetime | None) -> Markup:
+    """A time as the pages show it. A plain function, not a template macro: an episode's page
+    shows one per timeline entry, alert and obligation, and a macro call costs several times
+    more to render."""
+    if at is None:
+        return Markup("")
+    return Markup('<time datetime="{}">{} UTC</time>').format(
+        at.isoformat(), at.strftime("%d %b %Y %H:%M:%S")
+    )
 
 
 def humanise(value: str) -> str:

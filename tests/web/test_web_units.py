@@ -295,3 +295,10 @@ async def test_the_audit_page_reads_the_configured_sink_as_the_api_does(
     assert page_read["action"] == "read_audit"
     assert page_read["purpose"] == "Investigating a missing episode"
     assert not (offline_settings.data_dir / "audit.jsonl").exists()  # the default file unused
+
+
+def test_times_are_stamped_for_people_and_machines() -> None:
+    assert views.stamp(None) == ""
+    assert views.stamp(NOW) == (
+        '<time datetime="2026-11-30T12:00:00+00:00">30 Nov 2026 12:00:00 UTC</time>'
+    )
