@@ -4,7 +4,9 @@ settings, orderings, security headers, CSRF and the offline assets."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import sys
 from pathlib import Path
 
 import httpx
@@ -22,6 +24,7 @@ from mispers.web.identity import user_for
 from mispers.web.session import COOKIE, Session, seal, unseal
 from mispers.web.tickets import TicketError, mint_ticket, peek_ticket, redeem_ticket
 from tests.api.conftest import tokens_for
+from tests.conftest import run_command
 
 SECRET = b"s" * 48
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
@@ -302,3 +305,23 @@ def test_times_are_stamped_for_people_and_machines() -> None:
     assert views.stamp(NOW) == (
         '<time datetime="2026-11-30T12:00:00+00:00">30 Nov 2026 12:00:00 UTC</time>'
     )
+
+
+async def test_mispers_open_prints_a_link_that_signs_in_once(offline_settings: Settings) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MISPERS_")}
+    env.update(MISPERS_DATA_DIR=str(offline_settings.data_dir), MISPERS_HTTP_PORT="8123")
+    command = [sys.executable, "-m", "mispers", "open", "--role", "supervisor"]
+    code, out = await run_command(*command, "--subject", "SGT-7", "--rank", "inspector", env=env)
+    assert code == 0, out
+    link = out.strip()
+    assert link.startswith("http://127.0.0.1:8123/ui/signin?ticket=")
+    ticket = link.split("ticket=", 1)[1]
+    app = create_app(offline_settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ui") as ui:
+        confirm = await ui.get(f"/ui/signin?ticket={ticket}")
+        assert "Sign in as SGT-7" in confirm.text and "inspector" in confirm.text
+        assert (await ui.post("/ui/signin", data={"ticket": ticket})).status_code == 303
+        assert (await ui.post("/ui/signin", data={"ticket": ticket})).status_code == 403
+    code, out = await run_command(*command[:-1], "system", "--subject", "X", env=env)
+    assert code == 2 and "does not read episodes" in out
