@@ -9,6 +9,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import signal
 import stat
 import sys
@@ -96,6 +97,21 @@ async def test_dev_starts_everything_runs_the_demo_and_stops_cleanly(tmp_path: P
                 f"http://127.0.0.1:{http_port}/ui/signin", data={"ticket": ticket}
             )
             assert signed.status_code == 303 and "/ui/purpose" in signed.headers["location"]
+            # On to the dashboard itself: the purpose asked once, then the open episodes.
+            asked = await browser.get(f"http://127.0.0.1:{http_port}{signed.headers['location']}")
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', asked.text)
+            assert asked.status_code == 200 and csrf, asked.text
+            given = await browser.post(
+                f"http://127.0.0.1:{http_port}/ui/purpose",
+                data={"csrf_token": csrf.group(1), "purpose": "supervision"},
+            )
+            assert given.status_code == 303 and given.headers["location"] == "/ui/episodes"
+            home = await browser.get(f"http://127.0.0.1:{http_port}/ui/episodes")
+            assert (
+                home.status_code == 200
+                and '<h1 class="govuk-heading-l">Open episodes</h1>' in home.text
+            )
+            assert "Signed in as <strong>DEMO-SGT</strong>" in home.text
             again = await browser.post(
                 f"http://127.0.0.1:{http_port}/ui/signin", data={"ticket": ticket}
             )

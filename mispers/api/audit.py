@@ -53,6 +53,30 @@ async def get_audit(
     _purpose: Purpose = None,
 ) -> AuditAnswer:
     """The newest 10,000 matching records at most (`truncated` says when more matched)."""
+    return await audit_records(
+        request,
+        actor,
+        child_ref=child_ref,
+        episode_id=episode_id,
+        subject=subject,
+        since=since,
+        until=until,
+    )
+
+
+async def audit_records(
+    request: Request,
+    actor: Actor,
+    *,
+    child_ref: str | None = None,
+    episode_id: str | None = None,
+    subject: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> AuditAnswer:
+    """The one way the audit is read for a person (this endpoint and the dashboard's audit
+    page): the sink the app was given, so a force's own audit system is what both show, and
+    the read recorded in it."""
     sink = request_sink(request)
 
     def load() -> list[AuditRecord]:

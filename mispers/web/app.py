@@ -64,6 +64,7 @@ def templates() -> Jinja2Templates:
         flag_labels=views.FLAG_LABELS,
         humanise=views.humanise,
         countdown=views.countdown,
+        stamp=views.stamp,
         items_of=views.items_of,
     )
     return Jinja2Templates(env=env)

@@ -35,6 +35,13 @@ def reader(session: Annotated[Session, Depends(current_session)]) -> UiUser:
     return user
 
 
+def alert_handler(user: Annotated[UiUser, Depends(reader)]) -> UiUser:
+    """The people paged (as the API's HANDLE_ALERTS permission): an auditor reads no alerts."""
+    if user.role not in PERMISSIONS[Action.HANDLE_ALERTS]:
+        raise forbidden(f"role '{user.role.value}' may not handle alerts")
+    return user
+
+
 def auditor(user: Annotated[UiUser, Depends(reader)]) -> UiUser:
     if user.role is not Role.AUDITOR:
         raise forbidden("the audit is for the auditor role", required_role=Role.AUDITOR.value)

@@ -5,36 +5,35 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
-from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from mispers.api import reads
+from mispers.api.audit import audit_records
 from mispers.api.context import ApiContext
 from mispers.api.problems import ProblemError, engine_unavailable
 from mispers.domain.events import REF_PATTERN
-from mispers.domain.state import Alert, EpisodeState, EpisodeSummary
-from mispers.domain.types import EpisodeStatus, Flag, RiskLevel
-from mispers.engine.client import count_episodes, episodes_query, get_episode_state
-from mispers.logs import get_logger
-from mispers.security.audit import JsonlAuditSink, audit_path
+from mispers.domain.state import EpisodeState, EpisodeSummary
+from mispers.domain.types import AlertState, EpisodeStatus, Flag, Rank, RiskLevel
+from mispers.engine.alerts import AlertListItem, list_alerts
+from mispers.engine.client import count_episodes, episodes_query
+from mispers.security.audit import AuditRecord
 from mispers.web import views
-from mispers.web.guard import auditor, reader
+from mispers.web.guard import alert_handler, auditor, reader
 from mispers.web.identity import UiUser, api_request, audit_read
 
 router = APIRouter()
-log = get_logger("mispers.web")
 Reader = Annotated[UiUser, Depends(reader)]
 PAGE_SIZE = 50
-# Alerts are not in the visibility index: the alerts page and the "alerts for my rank" filter
-# read the state of each listed episode, so they look at the most recent ones only (newest
-# first, as the index lists them) to keep a page quick.
-ALERT_SCAN = 100
-# How long those reads may take together; an episode not answered by then is left out.
-STATE_READ_BUDGET = 5.0
+# The audit page shows the newest records matching its filters.
+AUDIT_SHOWN = 200
+# The alerts page shows the newest alerts matching its filters.
+ALERTS_SHOWN = 200
+OPEN_ALERT_STATES = (AlertState.TRIGGERED, AlertState.ACKNOWLEDGED)
 
 
 def render(
@@ -65,33 +64,22 @@ async def open_counts(request: Request) -> dict[str, int]:
     return dict(zip(queries, counts, strict=True))
 
 
-async def states_of(request: Request, ids: list[str]) -> dict[str, EpisodeState]:
-    """The states the engine answered for within STATE_READ_BUDGET; an episode it could not
-    answer for (no worker polling its queue, a key not in our ring) is left out and the page
-    says how many."""
+async def open_alerts(request: Request, rank: Rank | None) -> list[AlertListItem]:
+    """Triggered and acknowledged alerts (for `rank`, or every rank), newest first: the same
+    read as GET /v1/alerts (the `AlertStates` index picks the episodes, each one's `alerts` memo
+    comes with the listing), so no episode is replayed to show its alerts."""
     client = await _context(request).client()
-    slots = asyncio.Semaphore(16)
-
-    async def one(episode_id: str) -> EpisodeState | None:
-        async with slots:
-            try:
-                return await get_episode_state(client, episode_id)
-            except (RPCError, WorkflowQueryFailedError):
-                return None
-            except Exception as exc:  # one unreadable episode must not fail the page
-                log.warning(
-                    "episode state unreadable", episode_id=episode_id, error_type=type(exc).__name__
-                )
-                return None
-
-    tasks = [asyncio.create_task(one(i)) for i in ids]
-    if not tasks:
-        return {}
-    done, pending = await asyncio.wait(tasks, timeout=STATE_READ_BUDGET)
-    for task in pending:
-        task.cancel()
-    found = [t.result() for t in done]
-    return {s.episode_id: s for s in found if s is not None}
+    try:
+        found = await asyncio.gather(
+            *(list_alerts(client, state=s, rank=rank) for s in OPEN_ALERT_STATES)
+        )
+    except RPCError as exc:
+        raise engine_unavailable(f"visibility query failed ({exc.status.name})") from None
+    return sorted(
+        (a for part in found for a in part),
+        key=lambda a: (a.raised_at, a.escalation_level, a.alert_id),
+        reverse=True,
+    )
 
 
 def _choice(value: str | None, kind: Any) -> Any:
@@ -133,21 +121,13 @@ async def episodes_page(
         page_token=page_token,
     )
     rows: list[EpisodeSummary] = page.episodes
-    alerts: dict[str, list[Alert]] = {}
-    unread = 0
+    alerts: dict[str, list[AlertListItem]] = {}
     if only_mine:
-        states = await states_of(request, [e.episode_id for e in rows])
-        unread = len(rows) - len(states)
-        for episode_id, state in states.items():
-            mine_open = [
-                a
-                for a in views.alerts_for_rank(state.alerts, user.rank)
-                if views.alert_state(a) == "triggered"
-            ]
-            if mine_open:
-                alerts[episode_id] = mine_open
+        for alert in await open_alerts(request, user.rank):
+            if alert.state is AlertState.TRIGGERED:
+                alerts.setdefault(alert.episode_id, []).append(alert)
         rows = [e for e in rows if e.episode_id in alerts]
-        await audit_read(request, user, "list_alerts", episode_ids=list(states))
+        await audit_read(request, user, "list_alerts", episode_ids=sorted(alerts))
     filters = {
         "risk": level.value if level else "",
         "status": status if status == "all" else (chosen_status.value if chosen_status else ""),
@@ -164,8 +144,8 @@ async def episodes_page(
         alerts=alerts,
         filters=filters,
         next_page_token=page.next_page_token,
-        unread=unread,
         query_without_page={k: v for k, v in filters.items() if v},
+        here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
     )
 
 
@@ -223,39 +203,24 @@ async def child_page(
 @router.get("/alerts")
 async def alerts_page(
     request: Request,
-    user: Reader,
+    user: Annotated[UiUser, Depends(alert_handler)],
     rank: Annotated[str | None, Query(max_length=20)] = None,
     acknowledged: Annotated[str | None, Query(max_length=5)] = None,
 ) -> HTMLResponse:
-    """Alerts raised to my rank (or any rank), newest first, from the open episodes' states."""
-    from mispers.domain.types import Rank
+    """Alerts raised to my rank (or any rank) not yet resolved, newest first."""
     from mispers.web.decisions import form_token
 
     chosen = None if rank == "all" else (_choice(rank, Rank) or user.rank)
-    page = await reads.list_episodes_endpoint(
-        api_request(request, user),
-        user.actor,
-        status=None,
-        risk=None,
-        overdue=None,
-        child_ref=None,
-        flag=None,
-        open=True,
-        page_size=ALERT_SCAN,
-        page_token=None,
+    alerts = (await open_alerts(request, chosen))[:ALERTS_SHOWN]
+    await audit_read(
+        request, user, "list_alerts", episode_ids=sorted({a.episode_id for a in alerts})
     )
-    states = await states_of(request, [e.episode_id for e in page.episodes])
-    unread = len(page.episodes) - len(states)
-    alerts = views.alerts_for_rank((a for s in states.values() for a in s.alerts), chosen)
-    await audit_read(request, user, "list_alerts", episode_ids=list(states))
     return render(
         request,
         "alerts.html",
         user,
         alerts=alerts,
-        alert_state=views.alert_state,
         rank=chosen.value if chosen else "all",
-        unread=unread,
         form_token=form_token(),
         acknowledged=bool(acknowledged),
     )
@@ -268,22 +233,33 @@ async def audit_page(
     child_ref: Annotated[str | None, Query(max_length=64)] = None,
     episode_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> HTMLResponse:
-    """Who consulted a child's record or an episode, when and why (the audit file)."""
-    sink = JsonlAuditSink(audit_path(_context(request).settings))
+    """Who consulted a child's record or an episode, when and why: read as GET /v1/audit reads
+    it (the configured sink, the read itself recorded), newest first."""
     child_ref = (child_ref or "").strip() or None
     episode_id = (episode_id or "").strip() or None
-    if child_ref:
-        records = sink.for_child(child_ref)
-    elif episode_id:
-        records = sink.for_episode(episode_id)
-    else:
-        records = list(sink.read())[-200:]
-    records.reverse()
+    errors = [
+        {"text": f"Enter a {label} made of letters, digits and - _ . :", "href": f"#{field}"}
+        for value, label, field in (
+            (child_ref, "child reference", "audit-child"),
+            (episode_id, "episode reference", "audit-episode"),
+        )
+        if value is not None and not re.fullmatch(REF_PATTERN, value)
+    ]
+    records: list[AuditRecord] = []
+    if not errors:
+        answer = await audit_records(
+            api_request(request, user), user.actor, child_ref=child_ref, episode_id=episode_id
+        )
+        records = answer.records[-AUDIT_SHOWN:]
+        records.reverse()
     return render(
         request,
         "audit.html",
         user,
-        records=records[:200],
+        status=400 if errors else 200,
+        errors=errors or None,
+        field_errors={e["href"][1:]: {"text": e["text"]} for e in errors},
+        records=records,
         child_ref=child_ref or "",
         episode_id=episode_id or "",
     )

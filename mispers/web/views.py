@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 
+from markupsafe import Markup
+
 from mispers.domain.state import Alert, EpisodeSummary
-from mispers.domain.types import Rank, RiskLevel
+from mispers.domain.types import RiskLevel
 
 RISK_LABELS = {
     RiskLevel.HIGH: "High",
@@ -31,6 +33,17 @@ FLAG_LABELS = {
     "crime_disclosed": "Crime disclosed",
     "person_of_concern": "Person of concern",
 }
+
+
+def stamp(at: dt.datetime | None) -> Markup:
+    """A time as the pages show it. A plain function, not a template macro: an episode's page
+    shows one per timeline entry, alert and obligation, and a macro call costs several times
+    more to render."""
+    if at is None:
+        return Markup("")
+    return Markup('<time datetime="{}">{} UTC</time>').format(
+        at.isoformat(), at.strftime("%d %b %Y %H:%M:%S")
+    )
 
 
 def humanise(value: str) -> str:
@@ -84,9 +97,3 @@ def by_urgency(episodes: Iterable[EpisodeSummary]) -> list[EpisodeSummary]:
 def alert_state(alert: Alert) -> str:
     """`triggered`, `acknowledged` or `resolved` (the alert's lifecycle)."""
     return alert.state.value
-
-
-def alerts_for_rank(alerts: Iterable[Alert], rank: Rank | None) -> list[Alert]:
-    """Newest first; all ranks when `rank` is None."""
-    chosen = [a for a in alerts if rank is None or a.rank is rank]
-    return sorted(chosen, key=lambda a: a.raised_at, reverse=True)

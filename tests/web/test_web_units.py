@@ -4,7 +4,9 @@ settings, orderings, security headers, CSRF and the offline assets."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import sys
 from pathlib import Path
 
 import httpx
@@ -15,11 +17,14 @@ from mispers.api.auth import load_secret
 from mispers.config import ConfigError, Settings
 from mispers.domain.state import Alert, EpisodeSummary
 from mispers.domain.types import AlertState, EpisodeStatus, ObligationKind, Rank, RiskLevel, Role
+from mispers.security.audit import AuditRecord, JsonlAuditSink
 from mispers.web import views
 from mispers.web.config import web_settings
 from mispers.web.identity import user_for
 from mispers.web.session import COOKIE, Session, seal, unseal
 from mispers.web.tickets import TicketError, mint_ticket, peek_ticket, redeem_ticket
+from tests.api.conftest import tokens_for
+from tests.conftest import run_command
 
 SECRET = b"s" * 48
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
@@ -132,7 +137,7 @@ def test_countdown_words() -> None:
     assert views.countdown(None, NOW) == "none"
 
 
-def test_alerts_for_my_rank_newest_first() -> None:
+def test_alert_states_are_named_by_their_lifecycle() -> None:
     def alert(alert_id: str, rank: Rank, minutes: int, by: str | None = None) -> Alert:
         at = NOW + dt.timedelta(minutes=minutes)
         return Alert(
@@ -146,8 +151,6 @@ def test_alerts_for_my_rank_newest_first() -> None:
         alert("b", Rank.INSPECTOR, 2),
         alert("c", Rank.SERGEANT, 3, "X"),
     ]
-    assert [a.alert_id for a in views.alerts_for_rank(alerts, Rank.SERGEANT)] == ["c", "a"]
-    assert [a.alert_id for a in views.alerts_for_rank(alerts, None)] == ["c", "b", "a"]
     assert [views.alert_state(a) for a in alerts] == ["triggered", "triggered", "acknowledged"]
 
 
@@ -254,3 +257,71 @@ async def test_swagger_ui_and_govuk_assets_are_served_locally(ui: httpx.AsyncCli
         assert (await ui.get(path)).status_code == 200, path
     versions = (await ui.get("/ui/static/VERSIONS")).text
     assert "govuk-frontend 6.3.0" in versions
+
+
+def force_audit(settings: Settings) -> JsonlAuditSink:
+    """A force's own audit store (MISPERS_AUDIT_SINK), away from the default file."""
+    where = settings.data_dir / "force-audit"
+    where.mkdir(exist_ok=True)
+    return JsonlAuditSink(where / "records.jsonl", fsync=False)
+
+
+async def test_the_audit_page_reads_the_configured_sink_as_the_api_does(
+    offline_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MISPERS_AUDIT_SINK", f"{__name__}:force_audit")
+    elsewhere = force_audit(offline_settings)
+    elsewhere.record_sync(
+        AuditRecord.now(
+            subject="SGT-ELSEWHERE", role="supervisor", action="read_child",
+            child_ref="C-42", purpose="Strategy meeting",
+        )
+    )  # fmt: skip
+    app = create_app(offline_settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ui") as ui:
+        await signed_in(ui, offline_settings, Role.AUDITOR)
+        page = await ui.get("/ui/audit", params={"child_ref": "C-42"})
+        assert page.status_code == 200
+        assert "SGT-ELSEWHERE" in page.text and "Strategy meeting" in page.text
+        refused = await ui.get("/ui/audit", params={"child_ref": "C 42; drop"})
+        assert refused.status_code == 400 and "govuk-error-summary" in refused.text
+        token = tokens_for(offline_settings)[Role.AUDITOR]
+        api = await ui.get(
+            "/v1/audit", params={"child_ref": "C-42"}, headers={"authorization": f"Bearer {token}"}
+        )
+    assert api.status_code == 200
+    # Both read the force's store, and each read is recorded there (the page's as the API's).
+    subjects = [r["who"]["subject"] for r in api.json()["records"]]
+    assert subjects[0] == "SGT-ELSEWHERE" and "PC-9" in subjects
+    page_read = next(r for r in api.json()["records"] if r["who"]["subject"] == "PC-9")
+    assert page_read["action"] == "read_audit"
+    assert page_read["purpose"] == "Investigating a missing episode"
+    assert not (offline_settings.data_dir / "audit.jsonl").exists()  # the default file unused
+
+
+def test_times_are_stamped_for_people_and_machines() -> None:
+    assert views.stamp(None) == ""
+    assert views.stamp(NOW) == (
+        '<time datetime="2026-11-30T12:00:00+00:00">30 Nov 2026 12:00:00 UTC</time>'
+    )
+
+
+async def test_mispers_open_prints_a_link_that_signs_in_once(offline_settings: Settings) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MISPERS_")}
+    env.update(MISPERS_DATA_DIR=str(offline_settings.data_dir), MISPERS_HTTP_PORT="8123")
+    command = [sys.executable, "-m", "mispers", "open", "--role", "supervisor"]
+    code, out = await run_command(*command, "--subject", "SGT-7", "--rank", "inspector", env=env)
+    assert code == 0, out
+    link = out.strip()
+    assert link.startswith("http://127.0.0.1:8123/ui/signin?ticket=")
+    ticket = link.split("ticket=", 1)[1]
+    app = create_app(offline_settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ui") as ui:
+        confirm = await ui.get(f"/ui/signin?ticket={ticket}")
+        assert "Sign in as SGT-7" in confirm.text and "inspector" in confirm.text
+        assert (await ui.post("/ui/signin", data={"ticket": ticket})).status_code == 303
+        assert (await ui.post("/ui/signin", data={"ticket": ticket})).status_code == 403
+    code, out = await run_command(*command[:-1], "system", "--subject", "X", env=env)
+    assert code == 2 and "does not read episodes" in out
