@@ -170,9 +170,15 @@ async def ramp(
     return started, time.time(), posts, len(retried)
 
 
-async def supervisor_reads(service: Service, ids: list[str], reads: int) -> dict[str, Any]:
+async def supervisor_reads(
+    service: Service, ids: list[str], reads: int, client: Client | None = None
+) -> dict[str, Any]:
+    """The API's reads; with `client`, each detail read's episode is also asked by the
+    workflow's `state` query (what a detail read cost before the state memo: a worker, and a
+    replay when the episode is not in its cache), as its peer in the same run."""
     listing: list[float] = []
     single: list[float] = []
+    by_query: list[float] = []
     found_high_overdue = 0
     failed = 0
     rng = random.Random(5)
@@ -191,10 +197,15 @@ async def supervisor_reads(service: Service, ids: list[str], reads: int) -> dict
                 else:
                     failed += 1
                 bar.advance(task)
+                chosen = rng.choice(ids)
                 sent = time.perf_counter()
-                answer = await http.get(f"/v1/episodes/{rng.choice(ids)}")
+                answer = await http.get(f"/v1/episodes/{chosen}")
                 single.append(time.perf_counter() - sent)
                 failed += answer.status_code != 200
+                if client is not None:
+                    sent = time.perf_counter()
+                    failed += await query_episode_state(client, chosen) is None
+                    by_query.append(time.perf_counter() - sent)
                 bar.advance(task)
     return {
         "list_high_overdue_p50": percentile(listing, 50),
@@ -202,6 +213,14 @@ async def supervisor_reads(service: Service, ids: list[str], reads: int) -> dict
         "list_high_overdue_page_len": found_high_overdue,
         "get_episode_p50": percentile(single, 50),
         "get_episode_p95": percentile(single, 95),
+        **(
+            {
+                "query_state_p50": percentile(by_query, 50),
+                "query_state_p95": percentile(by_query, 95),
+            }
+            if client is not None
+            else {}
+        ),
         "reads_failed": failed,
     }
 
@@ -408,14 +427,15 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
             f"RSS at {args.episodes} open: worker {mem['worker_rss_mib']:.0f} MiB, server "
             f"{mem['server_rss_mib']:.0f} MiB, API {mem['api_rss_mib']:.0f} MiB"
         )
-        reads = await supervisor_reads(service, ids, args.reads)
+        reader = await connect(service.settings(st.temporal_port))
+        reads = await supervisor_reads(service, ids, args.reads, reader)
         console.print(f"supervisor reads at {args.episodes} open: {reads}")
         # every episode's first deadline: the last report's falls first_deadline after it
         observe_end = ramp_end + first_deadline + args.observe
         # the same reads again in the middle of the wave of first deadlines (alerts firing)
         wave_middle = ramp_start + first_deadline + (ramp_end - ramp_start) / 2
         peak = await observe_until(st, service, receiver, wave_middle)
-        under_load = await supervisor_reads(service, ids, args.reads)
+        under_load = await supervisor_reads(service, ids, args.reads, reader)
         console.print(f"supervisor reads while alerts fire: {under_load}")
         later = await observe_until(st, service, receiver, observe_end)
         peak = {k: max(v, later[k]) for k, v in peak.items()}
@@ -608,6 +628,12 @@ def figures(med: dict[str, float], args: argparse.Namespace) -> list[Figure]:
             "≤ 100 ms",
             med["get_episode_p95_during_alerts"] <= 0.1,
             note=f"p50 {med['get_episode_p50_during_alerts'] * 1000:.0f} ms",
+        ),
+        Figure(
+            "  peer: the same episode by `state` query p95 (the read before the memo)",
+            med["query_state_p95"] * 1000,
+            "ms",
+            note=f"while the deadlines fall: {med['query_state_p95_during_alerts'] * 1000:.0f} ms",
         ),
     ]
 
