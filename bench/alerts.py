@@ -403,7 +403,9 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
                 client=await Client.connect(st.address),
                 url=raw_receiver.url,
                 policy=policy,
-                horizon_s=ramp_s + first_deadline + args.observe + 60,
+                # generous: a loaded ramp runs slower than offered; what falls after the
+                # observation is not counted
+                horizon_s=4 * ramp_s + first_deadline + args.observe + 300,
             )
         cpu0 = {
             name: cpu_seconds(pid)
