@@ -26,6 +26,12 @@ from worker import build_worker
 
 
 async def measure(args: argparse.Namespace) -> None:
+    if args.unsandboxed:  # a measurement only: what the sandbox costs per cached workflow
+        from temporalio.worker import UnsandboxedWorkflowRunner
+
+        import worker
+
+        setattr(worker, "SandboxedWorkflowRunner", lambda **_: UnsandboxedWorkflowRunner())  # noqa: B010
     with stack() as st, tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
             data_dir=Path(tmp),
@@ -67,8 +73,9 @@ async def measure(args: argparse.Namespace) -> None:
             top = tracemalloc.take_snapshot().statistics("filename")[:8]
             tracemalloc.stop()
     n = args.episodes
+    runner = "unsandboxed" if args.unsandboxed else "sandboxed"
     console.print(
-        f"{n} episodes cached after {args.warm} warm: RSS +{rss1 - rss0:.1f} MiB "
+        f"{runner}: {n} episodes cached after {args.warm} warm: RSS +{rss1 - rss0:.1f} MiB "
         f"({(rss1 - rss0) * 1024 / n:.0f} KiB per episode), Python heap "
         f"+{(heap1 - heap0) / 2**20:.1f} MiB ({(heap1 - heap0) / 1024 / n:.0f} KiB per episode)"
     )
@@ -80,6 +87,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.cachemem", description=__doc__)
     parser.add_argument("--episodes", type=int, default=300)
     parser.add_argument("--warm", type=int, default=50)
+    parser.add_argument(
+        "--unsandboxed", action="store_true", help="measure with the unsandboxed workflow runner"
+    )
     asyncio.run(measure(parser.parse_args()))
 
 

@@ -116,7 +116,7 @@ class MissingChildEpisode:
         self._memo: list[dict[str, Any]] | None = None
         # Decided once per run like the lifecycle: a run recorded without it replays without it.
         self._state_memo = workflow.patched(STATE_MEMO)
-        self._state_json: bytes | None = None
+        self._state_seen: bytes | None = None
         self._state_kept = False
         self._wake = False
         self._pending_alerts: dict[str, AlertBatch] = {}
@@ -554,12 +554,13 @@ class MissingChildEpisode:
         """`GET /v1/episodes/{id}` reads this instead of querying the workflow; stale by at most
         the task in progress. A state too large to keep is removed (readers then query)."""
         raw = state_memo.state_json(self._state)
-        if raw == self._state_json:
+        seen = state_memo.fingerprint(raw)
+        if seen == self._state_seen:
             return
         packed = state_memo.pack(raw)
-        if packed is not None or self._state_json is None or self._state_kept:
+        if packed is not None or self._state_seen is None or self._state_kept:
             changes[state_memo.STATE_MEMO] = packed
-        self._state_json, self._state_kept = raw, packed is not None
+        self._state_seen, self._state_kept = seen, packed is not None
 
     def _alerts_memo_change(self, changes: dict[str, Any]) -> None:
         """`GET /v1/alerts` reads alerts from the memo of the episodes visibility finds, so a

@@ -7,6 +7,7 @@ The workflow writes it (workflows/episode.py) and the readers decode it
 from __future__ import annotations
 
 import base64
+import hashlib
 import zlib
 
 from mispers.domain.state import EpisodeState
@@ -22,6 +23,12 @@ MEMO_BUDGET_BYTES = 64 * 1024
 def state_json(state: EpisodeState) -> bytes:
     """The same JSON the `state` query answers with (excluded fields stay out)."""
     return state.model_dump_json().encode("utf-8")
+
+
+def fingerprint(raw_json: bytes) -> bytes:
+    """What a workflow keeps to tell a changed state (16 bytes, not the whole JSON, per cached
+    episode)."""
+    return hashlib.blake2b(raw_json, digest_size=16).digest()
 
 
 def pack(raw_json: bytes) -> str | None:
