@@ -18,6 +18,8 @@ STATE_MEMO = "state"
 # than this is not kept in the memo (the readers then ask the workflow): far below the error
 # limit even beside the alerts memo, and a history event of at most this size per change.
 MEMO_BUDGET_BYTES = 64 * 1024
+# The whole memo (the state and the `alerts` list of at most ~55 entries) stays below this.
+MEMO_WARN_BYTES = 96 * 1024
 
 
 def state_json(state: EpisodeState) -> bytes:

@@ -25,7 +25,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import PayloadLimitsConfig, RPCError, RPCStatusCode
 
 from mispers.config import Settings
 from mispers.domain.child_record import ChildRecordState
@@ -45,7 +45,7 @@ from mispers.domain.messages import (
 )
 from mispers.domain.refusals import Refusal
 from mispers.domain.state import EpisodeState, EpisodeSummary
-from mispers.domain.state_memo import STATE_MEMO, unpack
+from mispers.domain.state_memo import MEMO_WARN_BYTES, STATE_MEMO, unpack
 from mispers.domain.types import EpisodeStatus, Flag, RiskLevel
 from mispers.engine import search_attributes as sa
 from mispers.policy.model import PinnedPolicy
@@ -251,6 +251,9 @@ async def connect(settings: Settings) -> Client:
         settings.effective_temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
+        # The episode's memo holds its packed state (a few KiB, at most MEMO_BUDGET_BYTES): warn
+        # past what it is meant to hold, not at every upsert over the server's 2 KiB warning.
+        payload_limits=PayloadLimitsConfig(memo_warn_size=MEMO_WARN_BYTES),
         **security,
     )
 
