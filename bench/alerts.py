@@ -11,6 +11,10 @@ this process that records the first arrival of each alert_id and counts repeats.
 2. At N open: RSS of the worker, the server and the API; `--reads` sequential calls each of
    GET /v1/episodes?risk=high&overdue=true and GET /v1/episodes/{id} (a random open episode);
    the same reads again in the middle of the wave of first deadlines, while alerts fire.
+   Beside each accepted report, the raw peer (bench.rawworker, its own worker process with the
+   same workflow cache) starts a trivial workflow that sleeps until each alert the episode owes
+   and posts its id to a second receiver: the same waves, at the same times, on the same server
+   and machine, so each lateness figure has a peer measured in the same run.
 3. Observe: until every episode's first medium deadline (1 h / scale after its report) and
    `--observe` more seconds have passed; deadlines keep falling while the ramp runs too.
 4. Check: the alerts each episode owes by the end of the observation are derived from its
@@ -18,7 +22,8 @@ this process that records the first arrival of each alert_id and counts repeats.
    not read back from 10,000 workflows; a random `--sample` of episodes is read by query to
    prove the derivation agrees with what the workflows raised. Every owed alert must reach the
    webhook (waited for up to `--grace` seconds); lateness = first arrival at the webhook - the
-   alert's scheduled time (its obligation's due time for level 1, the escalation time after).
+   alert's scheduled time (its obligation's due time for level 1, the escalation time after);
+   the peer's lateness likewise, and the ratio of the two p99s (target <= 2).
 Three runs by default, medians reported (a 10,000-episode run takes about 40 minutes)."""
 
 from __future__ import annotations
@@ -28,12 +33,16 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import random
+import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from temporalio.client import Client
 from temporalio.service import RPCError
 
 from bench.common import (
@@ -56,9 +65,10 @@ from bench.common import (
     stack,
     write_results,
 )
+from bench.rawworker import WAVES
 from mispers.api.validation import EVENT_ADAPTER
 from mispers.domain.state import Alert, EpisodeState
-from mispers.engine.client import connect, get_episode_state
+from mispers.engine.client import connect, query_episode_state
 from mispers.offline import owed_alerts as offline_owed_alerts
 from mispers.policy import PinnedPolicy, Policy, load_policy
 
@@ -66,10 +76,40 @@ from mispers.policy import PinnedPolicy, Policy, load_policy
 # would, for up to this long before it gives the run up.
 REPORT_DEADLINE_S = 600.0
 FIRST_MEDIUM_DEADLINE_S = 3600.0  # systems_checks at medium risk (the shipped policy)
+RAW_QUEUE = "bench-raw-waves"
+
+
+@dataclass
+class Peer:
+    """The raw peer: a plain client (no codec) starting one trivial workflow per episode."""
+
+    client: Client
+    url: str
+    policy: Policy
+    horizon_s: float  # alerts due up to this long after a report are scheduled
+    due: dict[str, float] = field(default_factory=dict)
+
+    async def start(self, episode_id: str, body: dict[str, Any]) -> None:
+        reported = _event(body)
+        until = reported.time + dt.timedelta(seconds=self.horizon_s)
+        owed = offline_owed_alerts({episode_id: reported}, self.policy, until)
+        due = {f"raw:{k}": a.scheduled_at.timestamp() for k, a in owed.items()}
+        self.due.update(due)
+        alerts = [[k, at] for k, at in due.items()]
+        await self.client.start_workflow(
+            WAVES,
+            {"url": self.url, "alerts": alerts},
+            id=f"raw-{episode_id}",
+            task_queue=RAW_QUEUE,
+        )
 
 
 async def ramp(
-    service: Service, ids: list[str], args: argparse.Namespace, accepted: dict[str, Any]
+    service: Service,
+    ids: list[str],
+    args: argparse.Namespace,
+    accepted: dict[str, Any],
+    peer: Peer | None = None,
 ) -> tuple[float, float, list[float], int]:
     """Report every episode, report i no earlier than i / `--ramp-rate` s after the start (so
     the deadlines, and the alerts, fall at that rate); `accepted` gets each accepted report's
@@ -115,6 +155,8 @@ async def ramp(
                 if answer.status_code != 202:
                     raise RuntimeError(f"report answered {answer.status_code}: {answer.text}")
                 accepted[episode_id] = body
+                if peer is not None:
+                    await peer.start(episode_id, body)
                 bar.advance(task)
 
             await asyncio.gather(*(one(i, e) for i, e in enumerate(ids)))
@@ -123,9 +165,15 @@ async def ramp(
     return started, time.time(), posts, len(retried)
 
 
-async def supervisor_reads(service: Service, ids: list[str], reads: int) -> dict[str, Any]:
+async def supervisor_reads(
+    service: Service, ids: list[str], reads: int, client: Client | None = None
+) -> dict[str, Any]:
+    """The API's reads; with `client`, each detail read's episode is also asked by the
+    workflow's `state` query (what a detail read cost before the state memo: a worker, and a
+    replay when the episode is not in its cache), as its peer in the same run."""
     listing: list[float] = []
     single: list[float] = []
+    by_query: list[float] = []
     found_high_overdue = 0
     failed = 0
     rng = random.Random(5)
@@ -144,10 +192,15 @@ async def supervisor_reads(service: Service, ids: list[str], reads: int) -> dict
                 else:
                     failed += 1
                 bar.advance(task)
+                chosen = rng.choice(ids)
                 sent = time.perf_counter()
-                answer = await http.get(f"/v1/episodes/{rng.choice(ids)}")
+                answer = await http.get(f"/v1/episodes/{chosen}")
                 single.append(time.perf_counter() - sent)
                 failed += answer.status_code != 200
+                if client is not None:
+                    sent = time.perf_counter()
+                    failed += await query_episode_state(client, chosen) is None
+                    by_query.append(time.perf_counter() - sent)
                 bar.advance(task)
     return {
         "list_high_overdue_p50": percentile(listing, 50),
@@ -155,6 +208,14 @@ async def supervisor_reads(service: Service, ids: list[str], reads: int) -> dict
         "list_high_overdue_page_len": found_high_overdue,
         "get_episode_p50": percentile(single, 50),
         "get_episode_p95": percentile(single, 95),
+        **(
+            {
+                "query_state_p50": percentile(by_query, 50),
+                "query_state_p95": percentile(by_query, 95),
+            }
+            if client is not None
+            else {}
+        ),
         "reads_failed": failed,
     }
 
@@ -190,13 +251,15 @@ async def observe_until(
 def owed_alerts(reports: dict[str, Any], policy: Policy, until: float) -> dict[str, Alert]:
     """Every alert the episodes owe by `until` (epoch seconds), derived by the product's offline
     driver (mispers.offline) from each report body as it was posted."""
-    events = {
-        episode_id: EVENT_ADAPTER.validate_json(
-            json.dumps({k: body[k] for k in ("id", "source", "subject", "time", "type", "data")})
-        )
-        for episode_id, body in reports.items()
-    }
+    events = {episode_id: _event(body) for episode_id, body in reports.items()}
     return offline_owed_alerts(events, policy, dt.datetime.fromtimestamp(until, dt.UTC))
+
+
+def _event(body: dict[str, Any]) -> Any:
+    """A posted report body as the event the rules take."""
+    return EVENT_ADAPTER.validate_json(
+        json.dumps({k: body[k] for k in ("id", "source", "subject", "time", "type", "data")})
+    )
 
 
 async def agreement(
@@ -218,7 +281,7 @@ async def agreement(
             async with slots:
                 for _ in range(5):
                     with contextlib.suppress(RPCError):  # a query timed out under load
-                        state = await get_episode_state(client, episode_id)
+                        state = await query_episode_state(client, episode_id)
                         break
             bar.advance(task)
             if state is None:
@@ -252,6 +315,7 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
     first_deadline = FIRST_MEDIUM_DEADLINE_S / args.time_scale
     with (
         AlertReceiver() as receiver,
+        AlertReceiver() as raw_receiver,
         stack(
             {
                 "MISPERS_TIME_SCALE": f"{args.time_scale:g}",
@@ -262,6 +326,23 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
     ):
         service = st.add_service("alerts", codec=True)
         ids = [f"A{run}-{i:05d}" for i in range(args.episodes)]
+        policy = PinnedPolicy.pin(load_policy(), args.time_scale).policy
+        peer: Peer | None = None
+        if args.peer:
+            cache = str(args.worker_cache)
+            raw_pid = st.spawn(
+                "raw-worker",
+                [sys.executable, "-m", "bench.rawworker", st.address, RAW_QUEUE, cache],
+            )
+            ramp_s = args.episodes / args.ramp_rate if args.ramp_rate else REPORT_DEADLINE_S
+            peer = Peer(
+                client=await Client.connect(st.address),
+                url=raw_receiver.url,
+                policy=policy,
+                # generous: a loaded ramp runs slower than offered; what falls after the
+                # observation is not counted
+                horizon_s=4 * ramp_s + first_deadline + args.observe + 300,
+            )
         cpu0 = {
             name: cpu_seconds(pid)
             for name, pid in (
@@ -273,7 +354,7 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
         }
         wall0 = time.time()
         reports: dict[str, Any] = {}
-        ramp_start, ramp_end, posts, retried = await ramp(service, ids, args, reports)
+        ramp_start, ramp_end, posts, retried = await ramp(service, ids, args, reports, peer)
         rate = args.episodes / (ramp_end - ramp_start)
         console.print(
             f"{args.episodes} episodes open in {ramp_end - ramp_start:.0f} s "
@@ -284,27 +365,32 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
             f"RSS at {args.episodes} open: worker {mem['worker_rss_mib']:.0f} MiB, server "
             f"{mem['server_rss_mib']:.0f} MiB, API {mem['api_rss_mib']:.0f} MiB"
         )
-        reads = await supervisor_reads(service, ids, args.reads)
+        reader = await connect(service.settings(st.temporal_port))
+        reads = await supervisor_reads(service, ids, args.reads, reader)
         console.print(f"supervisor reads at {args.episodes} open: {reads}")
         # every episode's first deadline: the last report's falls first_deadline after it
         observe_end = ramp_end + first_deadline + args.observe
         # the same reads again in the middle of the wave of first deadlines (alerts firing)
         wave_middle = ramp_start + first_deadline + (ramp_end - ramp_start) / 2
         peak = await observe_until(st, service, receiver, wave_middle)
-        under_load = await supervisor_reads(service, ids, args.reads)
+        under_load = await supervisor_reads(service, ids, args.reads, reader)
         console.print(f"supervisor reads while alerts fire: {under_load}")
         later = await observe_until(st, service, receiver, observe_end)
         peak = {k: max(v, later[k]) for k, v in peak.items()}
-        policy = PinnedPolicy.pin(load_policy(), args.time_scale).policy
         raised = owed_alerts(reports, policy, observe_end)
         expected = set(raised)
         waited = await wait_delivered(receiver, expected, args.grace)
+        raw_due = {k: at for k, at in (peer.due if peer else {}).items() if at <= observe_end}
+        if peer is not None:
+            await wait_delivered(raw_receiver, set(raw_due), args.grace)
+            raw_rss = rss_mib(raw_pid)
         # after the wait: an alert due just before the end may not have been raised at the end
         sample = random.Random(run).sample(ids, min(args.sample, len(ids)))
         sampled, disagreeing, disagreements = await agreement(
             st, service, sample, raised, observe_end
         )
         got = receiver.snapshot()
+        raw_got = raw_receiver.snapshot()
         cpu = {
             name: cpu_seconds(pid) - cpu0[name]
             for name, pid in (
@@ -333,6 +419,20 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
         if k in got and raised[k].scheduled_at.timestamp() > ramp_end
     ]
     duplicates = sum(r.count - 1 for r in got.values())
+    raw_lateness = [raw_got[k].first_at - at for k, at in raw_due.items() if k in raw_got]
+    peer_figures: dict[str, Any] = {}
+    if peer is not None:
+        raw_p99 = percentile(raw_lateness, 99)
+        peer_figures = {
+            "raw_alerts_expected": len(raw_due),
+            "raw_alerts_lost": len(set(raw_due) - set(raw_got)),
+            "raw_lateness_p50": percentile(raw_lateness, 50),
+            "raw_lateness_p95": percentile(raw_lateness, 95),
+            "raw_lateness_p99": raw_p99,
+            "raw_lateness_max": max(raw_lateness, default=float("nan")),
+            "lateness_p99_over_raw": percentile(lateness, 99) / raw_p99 if raw_p99 else math.inf,
+            "raw_worker_rss_mib": raw_rss,
+        }
     result: dict[str, Any] = {
         "episodes": args.episodes,
         "ramp_seconds": ramp_end - ramp_start,
@@ -363,6 +463,7 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
         "raise_lag_p99": percentile(raise_lag, 99),
         "waited_for_stragglers_s": waited,
         "cpu_share": {k: v / wall for k, v in cpu.items()},
+        **peer_figures,
     }
     return result
 
@@ -415,6 +516,7 @@ def figures(med: dict[str, float], args: argparse.Namespace) -> list[Figure]:
             note=f"{med['alerts_after_ramp']:.0f} alerts",
         ),
         Figure("  raise lag p99 (raised_at - scheduled_at)", med["raise_lag_p99"], "s"),
+        *peer_rows(med),
         Figure(
             f"worker RSS at {n} open",
             med["worker_rss_mib"],
@@ -464,6 +566,39 @@ def figures(med: dict[str, float], args: argparse.Namespace) -> list[Figure]:
             "≤ 100 ms",
             med["get_episode_p95_during_alerts"] <= 0.1,
             note=f"p50 {med['get_episode_p50_during_alerts'] * 1000:.0f} ms",
+        ),
+        Figure(
+            "  peer: the same episode by `state` query p95 (the read before the memo)",
+            med["query_state_p95"] * 1000,
+            "ms",
+            note=f"while the deadlines fall: {med['query_state_p95_during_alerts'] * 1000:.0f} ms",
+        ),
+    ]
+
+
+def peer_rows(med: dict[str, float]) -> list[Figure]:
+    """The raw peer's lateness in the same run, and Mispers' p99 over it (target <= 2x)."""
+    if "raw_lateness_p99" not in med:
+        return []
+    ratio = med["lateness_p99_over_raw"]
+    return [
+        Figure(
+            "raw peer: alerts lost",
+            med["raw_alerts_lost"],
+            "",
+            note=f"{med['raw_alerts_expected']:.0f} due, trivial workflows, same waves",
+        ),
+        Figure("raw peer: lateness p50", med["raw_lateness_p50"], "s"),
+        Figure("raw peer: lateness p95", med["raw_lateness_p95"], "s"),
+        Figure("raw peer: lateness p99", med["raw_lateness_p99"], "s"),
+        Figure("raw peer: lateness max", med["raw_lateness_max"], "s"),
+        Figure(
+            "alert lateness p99 Mispers / p99 raw peer",
+            ratio,
+            "x",
+            "≤ 2x",
+            ratio <= 2,
+            note=f"raw worker RSS {med['raw_worker_rss_mib']:.0f} MiB at the end",
         ),
     ]
 
@@ -520,6 +655,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=200,
         help="episodes read by query to check the derived alerts against workflow state",
+    )
+    parser.add_argument(
+        "--no-peer",
+        dest="peer",
+        action="store_false",
+        help="leave out the raw peer (trivial workflows whose timers fall in the same waves)",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs; medians are reported")
     parser.add_argument("--no-json", action="store_true", help="do not write bench/results/")

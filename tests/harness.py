@@ -17,7 +17,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from mispers.domain.state import EpisodeState, Obligation
-from mispers.engine.client import EventRejected, SubmitOutcome, get_episode_state, submit_event
+from mispers.engine.client import EventRejected, SubmitOutcome, query_episode_state, submit_event
 from mispers.policy import PinnedPolicy
 from testkit.factories import event, merge
 from tests.conftest import eventually
@@ -138,7 +138,7 @@ class EpisodeDriver:
         )
 
     async def state(self) -> EpisodeState:
-        state = await get_episode_state(self.client, self.episode_id)
+        state = await query_episode_state(self.client, self.episode_id)
         assert state is not None
         return state
 

@@ -48,3 +48,23 @@ def test_report_bench_runs_with_tiny_numbers() -> None:
     assert result["rows"]["obligations"] > 150
     names = {f["name"].split(" (")[0] for f in payload["figures"]}
     assert {"national year into the store", "year's figures and HTML"} <= names
+
+
+def test_alert_bench_measures_a_raw_peer_on_the_same_waves() -> None:
+    """A handful of episodes at a time scale that brings their first deadlines within seconds:
+    the peer's trivial workflows owe and deliver the same alerts, and the ratio is computed."""
+    payload = alerts.main(
+        [
+            *("--episodes", "6", "--time-scale", "600", "--ramp-rate", "0"),
+            *("--observe", "3", "--reads", "3", "--sample", "6", "--grace", "60"),
+            *("--runs", "1", "--no-json"),
+        ]
+    )
+    run = payload["runs"][0]
+    assert run["alerts_expected"] > 0 and run["alerts_lost"] == 0
+    assert run["raw_alerts_expected"] == run["alerts_expected"]
+    assert run["raw_alerts_lost"] == 0
+    assert run["lateness_p99_over_raw"] > 0
+    assert run["query_state_p95"] > 0 and run["reads_failed"] == 0
+    names = {f["name"] for f in payload["figures"]}
+    assert "alert lateness p99 Mispers / p99 raw peer" in names

@@ -26,7 +26,7 @@ from mispers.config import Settings
 from mispers.domain.events import EventBase
 from mispers.domain.locations import parse_register
 from mispers.domain.state import EpisodeState
-from mispers.engine.client import EventRejected, get_episode_state, submit_event
+from mispers.engine.client import EventRejected, query_episode_state, submit_event
 from mispers.offline import ChildRecords, Recorded, run_episode
 from mispers.offline.driver import STREAM_ACTOR
 from mispers.offline.synth import SynthEpisode, register_lookup, synthesize
@@ -99,7 +99,7 @@ class Twin:
             assert await self.send(ev), f"the workflow refused {ev.type} of {ev.subject}"
 
     async def state(self, episode_id: str) -> EpisodeState:
-        state = await get_episode_state(self.env.client, episode_id)
+        state = await query_episode_state(self.env.client, episode_id)
         assert state is not None
         return state
 

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from mispers.analytics.record import episode_record
     from mispers.domain import alert_lifecycle as lifecycle
     from mispers.domain import episode as rules
+    from mispers.domain import state_memo
     from mispers.domain.events import AlertAcknowledged, EventBase
     from mispers.domain.messages import (
         DUPLICATE_ERROR,
@@ -107,6 +108,9 @@ ALERT_STEPS_IN_TIMELINE = "alert-steps-in-timeline"
 ADDRESS_BEFORE_DELIVERY = "address-alerts-before-delivery"
 # ... and fall back to the durable delivery when the local round itself crashes.
 LOCAL_ROUND_CRASH_FALLS_BACK = "local-alert-round-crash-falls-back"
+# ... and keep its whole state, packed, in the memo: a detail read is then one server call
+# (DescribeWorkflowExecution) and never waits for a worker to replay the episode.
+STATE_MEMO = "episode-state-memo"
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -127,6 +131,10 @@ class MissingChildEpisode:
             ALERT_STEPS_IN_TIMELINE
         )
         self._memo: list[dict[str, Any]] | None = None
+        # Decided once per run like the lifecycle: a run recorded without it replays without it.
+        self._state_memo = workflow.patched(STATE_MEMO)
+        self._state_seen: bytes | None = None
+        self._state_kept = False
         self._wake = False
         self._pending_alerts: dict[str, AlertBatch] = {}
         self._carried_alerts = list(input.pending_alerts)
@@ -181,6 +189,9 @@ class MissingChildEpisode:
         if workflow.patched(ANALYTICS_EXPORT):
             await self._export_record()
         await self._finish_outstanding_work()
+        if self._state_memo:
+            # What deliveries and record answers changed after the closure, in the closing task.
+            self._upsert_memo()
         return self._state.summary()
 
     def _should_wake(self, timer: asyncio.Task[None] | None) -> bool:
@@ -287,6 +298,13 @@ class MissingChildEpisode:
             # Steps taken by handlers while waiting are carried, not lost with the outbox.
             for batch in self._transition_batches([]):
                 self._pending_alerts[batch.batch_id] = batch
+        memo: dict[str, Any] | None = None
+        if self._state_memo:
+            # The next run starts with the memo, so no read falls between the runs.
+            memo = {} if self._memo is None else {ALERTS_MEMO: self._memo}
+            packed = state_memo.pack(state_memo.state_json(self._state))
+            if packed is not None:
+                memo[state_memo.STATE_MEMO] = packed
         workflow.continue_as_new(
             EpisodeInput(
                 episode_id=self._state.episode_id,
@@ -295,7 +313,8 @@ class MissingChildEpisode:
                 pending_alerts=list(self._pending_alerts.values()),
                 pending_io=list(self._io_queue),
                 continue_as_new_at_history=self._continue_as_new_at,
-            )
+            ),
+            memo=memo,
         )
 
     # --- events -------------------------------------------------------------------------------
@@ -571,14 +590,37 @@ class MissingChildEpisode:
         ]
         if state.alert_lifecycle:
             wanted.append(_sa(sa.ALERT_STATES, _alert_tokens(state.alerts) or None))
-            self._upsert_alerts_memo()
+        self._upsert_memo()
         changed = [w for w in wanted if self._upserted.get(w[0], _UNSET) != w[1]]
         if changed:
             workflow.upsert_search_attributes([update for _, _, update in changed])
             for name, value, _ in changed:
                 self._upserted[name] = value
 
-    def _upsert_alerts_memo(self) -> None:
+    def _upsert_memo(self) -> None:
+        """One memo upsert (one history event) for whatever changed in this task: the alerts
+        and, with the state memo, the packed state."""
+        changes: dict[str, Any] = {}
+        if self._state.alert_lifecycle:
+            self._alerts_memo_change(changes)
+        if self._state_memo:
+            self._state_memo_change(changes)
+        if changes:
+            workflow.upsert_memo(changes)
+
+    def _state_memo_change(self, changes: dict[str, Any]) -> None:
+        """`GET /v1/episodes/{id}` reads this instead of querying the workflow; stale by at most
+        the task in progress. A state too large to keep is removed (readers then query)."""
+        raw = state_memo.state_json(self._state)
+        seen = state_memo.fingerprint(raw)
+        if seen == self._state_seen:
+            return
+        packed = state_memo.pack(raw)
+        if packed is not None or self._state_seen is None or self._state_kept:
+            changes[state_memo.STATE_MEMO] = packed
+        self._state_seen, self._state_kept = seen, packed is not None
+
+    def _alerts_memo_change(self, changes: dict[str, Any]) -> None:
         """`GET /v1/alerts` reads alerts from the memo of the episodes visibility finds, so a
         listing replays no workflow; ids, ranks, times and the paged officer only."""
         alerts = self._state.alerts
@@ -592,7 +634,7 @@ class MissingChildEpisode:
         resolved = [a for a in alerts if a.state is AlertState.RESOLVED][-MEMO_RESOLVED_KEPT:]
         memo = [_memo_entry(a) for a in sorted([*unresolved, *resolved], key=_raised_order)]
         if memo != self._memo:
-            workflow.upsert_memo({ALERTS_MEMO: memo})
+            changes[ALERTS_MEMO] = memo
             self._memo = memo
 
 

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
+from temporalio.api.common.v1 import WorkflowExecution as ExecutionRef
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -23,7 +25,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import PayloadLimitsConfig, RPCError, RPCStatusCode
 
 from mispers.config import Settings
 from mispers.domain.child_record import ChildRecordState
@@ -43,6 +45,7 @@ from mispers.domain.messages import (
 )
 from mispers.domain.refusals import Refusal
 from mispers.domain.state import EpisodeState, EpisodeSummary
+from mispers.domain.state_memo import MEMO_WARN_BYTES, STATE_MEMO, unpack
 from mispers.domain.types import EpisodeStatus, Flag, RiskLevel
 from mispers.engine import search_attributes as sa
 from mispers.policy.model import PinnedPolicy
@@ -58,6 +61,8 @@ __all__ = [
     "get_child_record",
     "get_episode_state",
     "list_episodes",
+    "query_episode_state",
+    "read_state_memo",
     "submit_event",
 ]
 
@@ -168,7 +173,44 @@ async def _on_closed_episode(client: Client, event: EventBase) -> SubmitOutcome:
 
 
 async def get_episode_state(client: Client, episode_id: str) -> EpisodeState | None:
-    """The `state` query; None when no such episode exists."""
+    """The state the episode keeps in its memo: one server call, so a supervisor's read never
+    waits for a worker to replay the episode nor competes with its alerts. Stale by at most
+    the workflow task in progress. The `state` query answers when the memo holds no state (an
+    episode whose run began before it kept one, or a state too large to keep); None when no
+    such episode exists."""
+    packed = await read_state_memo(client, episode_id)
+    if packed is _NO_EPISODE:
+        return None
+    if isinstance(packed, str):
+        return unpack(packed)
+    return await query_episode_state(client, episode_id)
+
+
+_NO_EPISODE = object()
+
+
+async def read_state_memo(client: Client, episode_id: str) -> object:
+    """The packed state from the latest run's memo (only that payload is decoded)."""
+    request = DescribeWorkflowExecutionRequest(
+        namespace=client.namespace,
+        execution=ExecutionRef(workflow_id=episode_workflow_id(episode_id)),
+    )
+    try:
+        described = await client.workflow_service.describe_workflow_execution(request)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return _NO_EPISODE
+        raise
+    payload = described.workflow_execution_info.memo.fields.get(STATE_MEMO)
+    if payload is None:
+        return None
+    [value] = await client.data_converter.decode([payload])
+    return value
+
+
+async def query_episode_state(client: Client, episode_id: str) -> EpisodeState | None:
+    """The `state` query: the worker's state, after any workflow task in progress (a worker
+    replays the episode first when it is not in its cache); None when no such episode exists."""
     handle = client.get_workflow_handle(episode_workflow_id(episode_id))
     try:
         state: EpisodeState = await handle.query("state", result_type=EpisodeState)
@@ -209,6 +251,9 @@ async def connect(settings: Settings) -> Client:
         settings.effective_temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
+        # The episode's memo holds its packed state (a few KiB, at most MEMO_BUDGET_BYTES): warn
+        # past what it is meant to hold, not at every upsert over the server's 2 KiB warning.
+        payload_limits=PayloadLimitsConfig(memo_warn_size=MEMO_WARN_BYTES),
         **security,
     )
 

@@ -29,8 +29,9 @@ import httpx
 import pytest
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.api.common.v1 import Payload, Payloads, WorkflowExecution
 from temporalio.api.history.v1 import History
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
@@ -41,6 +42,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from mispers.api.app import create_app
 from mispers.api.auth import load_secret, mint_token
 from mispers.config import Settings
+from mispers.domain import state_memo
 from mispers.domain.messages import child_workflow_id, episode_workflow_id
 from mispers.domain.types import Role
 from mispers.engine.client import get_episode_state, submit_event
@@ -564,6 +566,26 @@ async def test_visibility_carries_no_personal_data(engine: Engine, full_run: Run
         assert names <= {k.name for k in SEARCH_ATTRIBUTES}, names
     assert episode_workflow_id(full_run.episode_id) in seen
     assert child_workflow_id(full_run.child_ref) in seen
+
+
+async def test_the_state_memo_is_sealed_and_holds_the_childs_data(
+    engine: Engine, full_run: Run
+) -> None:
+    """The memo a detail read comes from holds the whole state (the child's name, date of
+    birth, the places): what the server keeps of it is ciphertext; with the codec it opens."""
+    described = await engine.plain.workflow_service.describe_workflow_execution(
+        DescribeWorkflowExecutionRequest(
+            namespace=engine.plain.namespace,
+            execution=WorkflowExecution(workflow_id=episode_workflow_id(full_run.episode_id)),
+        )
+    )
+    sealed = described.workflow_execution_info.memo.fields[state_memo.STATE_MEMO]
+    assert sealed.metadata["encoding"] == ENCODING
+    assert leaks_bytes(sealed.SerializeToString()) == []
+    [opened] = await engine.converter.decode([sealed])
+    state = state_memo.unpack(opened)
+    assert state.child is not None and NAME in state.model_dump_json()
+    assert DOB in state.model_dump_json() and POSTCODES[0] in state.model_dump_json()
 
 
 async def test_codec_server_decodes_real_history_for_an_auditor_and_audits_it(
