@@ -66,6 +66,7 @@ from testkit.factories import envelope
 from testkit.receivers import WebhookReceiver, free_port, webhook_receiver
 from testkit.waiting import eventually
 from worker import HEALTH_FILE
+from workflows.episode import ADDRESS_BEFORE_DELIVERY
 
 SOURCE = "bench/chaos"
 # A client gives up on one event only after this long of crashes and 503s in a row.
@@ -74,6 +75,7 @@ GIVE_UP_AFTER = 300.0
 REQUEST_TIMEOUT = 45.0
 RETRY_FIRST, RETRY_MAX = 0.2, 2.0
 LOCAL_ACTIVITY_MARKER = "core_local_activity"
+PATCH_MARKER, PATCH_DETAILS = "core_patch", "patch-data"
 # The instant a running worker hands a local activity's answer to the workflow can follow the
 # completion time its marker keeps (what a replay, and so the drill, uses) by milliseconds: an
 # alert raised at such a wake is compared by id, rank and schedule exactly, and by the instant
@@ -483,6 +485,7 @@ async def loop_wakes(client: Client, history: WorkflowHistory) -> list[dt.dateti
     kinds: dict[int, str] = {}
     started: dt.datetime | None = None
     woke = True  # the run's first task
+    addressed_first = False  # the run addresses alerts before delivering them (patched)
     for ev in history.events:
         kind = ev.event_type
         if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
@@ -502,13 +505,29 @@ async def loop_wakes(client: Client, history: WorkflowHistory) -> list[dt.dateti
             if started is not None:  # accepted in the task just completed
                 wakes.append(started)
         elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
-            done = await _local_activity_wake(client, ev)
+            addressed_first = addressed_first or _patched(ev, ADDRESS_BEFORE_DELIVERY)
+            done = await _local_activity_wake(client, ev, addressed_first)
             if done is not None:
                 wakes.append(done)
     return sorted(set(wakes))
 
 
-async def _local_activity_wake(client: Client, ev: Any) -> dt.datetime | None:
+def _patched(ev: Any, patch_id: str) -> bool:
+    """Whether a marker is the `workflow.patched` marker of `patch_id`."""
+    attrs = ev.marker_recorded_event_attributes
+    if attrs.marker_name != PATCH_MARKER or PATCH_DETAILS not in attrs.details:
+        return False
+    payloads = attrs.details[PATCH_DETAILS].payloads
+    return bool(payloads) and json.loads(payloads[0].data).get("id") == patch_id
+
+
+async def _local_activity_wake(
+    client: Client, ev: Any, addressed_first: bool
+) -> dt.datetime | None:
+    """The instant a local activity's answer woke the loop, if it did. Where the run addresses
+    alerts before delivering them, the addressing's answer wakes it (who was paged is
+    recorded then) and the delivery's round does not; before that, a round that paged someone
+    did."""
     attrs = ev.marker_recorded_event_attributes
     if attrs.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in attrs.details:
         return None
@@ -516,7 +535,11 @@ async def _local_activity_wake(client: Client, ev: Any) -> dt.datetime | None:
     done = data.get("complete_time")
     if not done or "result" not in attrs.details:
         return None  # failed: the loop goes on as if nothing was paged
-    if data.get("activity_type") == "deliver_alerts_once":
+    if data.get("activity_type") == "address_alerts":
+        pass  # its answer is recorded, and the loop woken, whatever it says
+    elif data.get("activity_type") == "deliver_alerts_once":
+        if addressed_first:
+            return None
         payloads = list(attrs.details["result"].payloads)
         [delivery] = await client.data_converter.decode(payloads, [AlertDelivery])
         if not delivery.paged:

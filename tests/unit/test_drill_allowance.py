@@ -4,8 +4,14 @@ falling due, or within `LAG` of the end of the stall it fell due in."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
+from typing import cast
 
-from bench.drill import LAG, WORKFLOW_TASK_TIMEOUT, run_by, stall_spans
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHistory
+
+from bench.drill import LAG, WORKFLOW_TASK_TIMEOUT, loop_wakes, run_by, stall_spans
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 S = dt.timedelta(seconds=1)
@@ -33,3 +39,25 @@ def test_overlapping_stalls_merge_and_a_timed_out_task_is_a_stall() -> None:
     spans = stall_spans([(T0 - 3 * S, T0)], timed_out)
     assert spans == [(T0 - 12 * S - LAG, T0 + WORKFLOW_TASK_TIMEOUT)]
     assert run_by(T0 - 11 * S, spans) == T0 + WORKFLOW_TASK_TIMEOUT + LAG
+
+
+async def test_where_alerts_are_addressed_first_the_addressing_wakes_the_loop() -> None:
+    """In a run that addresses alerts before delivering them, the loop wakes when who was
+    paged is recorded (the addressing's answer), not when a delivery round answers: the drill
+    steps the rules at the instants the workflow did, or it derives alerts at instants the
+    workflow never ran."""
+    path = Path(__file__).parent.parent / "histories" / "episode-alert-timeline-2026-11-30.json"
+    history = WorkflowHistory.from_json("episode", path.read_text())
+    answered: dict[str, set[dt.datetime]] = {}
+    for ev in history.events:
+        attrs = ev.marker_recorded_event_attributes
+        if ev.event_type == EventType.EVENT_TYPE_MARKER_RECORDED and "data" in attrs.details:
+            data = json.loads(attrs.details["data"].payloads[0].data)
+            done = data["complete_time"]
+            at = dt.datetime.fromtimestamp(
+                int(done["seconds"]) + int(done.get("nanos", 0)) / 1e9, dt.UTC
+            )
+            answered.setdefault(data["activity_type"], set()).add(at)
+    wakes = set(await loop_wakes(cast(Client, None), history))
+    assert answered["address_alerts"] and answered["address_alerts"] <= wakes
+    assert not answered["deliver_alerts_once"] & wakes
