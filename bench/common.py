@@ -147,24 +147,18 @@ def temporal_cli_version() -> str:
 
 def git_commit() -> str:
     """The commit measured, marked `-dirty` when the work tree differs from it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout.strip()
+        head = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except Exception as exc:  # not a checkout (an sdist): said so, not fatal
         return f"unknown ({type(exc).__name__})"
-    return head + ("-dirty" if dirty else "")  # fmt: skip
+    return head + ("-dirty" if dirty else "")
 
 
 def machine_info() -> dict[str, Any]:
