@@ -13,6 +13,7 @@ import socket
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -47,7 +48,10 @@ def build_worker(
     sinks: list[AlertSink] | None = None,
     identity: str | None = None,
     alert_activities: AlertActivities | None = None,
+    **options: Any,
 ) -> Worker:
+    """`options` are passed to the SDK's `Worker` over these defaults (tests use it to
+    intercept workflow tasks)."""
     register = LocationsRegister(settings.locations_of_concern)
     alerts = alert_activities or AlertActivities(
         sinks if sinks is not None else sinks_from_settings(settings), pager_from_settings(settings)
@@ -57,6 +61,14 @@ def build_worker(
     analytics = AnalyticsActivities(
         open_store(settings.data_dir, settings.analytics) if settings.analytics_export else None
     )
+    defaults: dict[str, Any] = {
+        "workflow_runner": SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+        ),
+        "graceful_shutdown_timeout": timedelta(seconds=20),
+        "max_cached_workflows": settings.worker_cache,
+        "identity": identity,
+    }
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -69,12 +81,7 @@ def build_worker(
             locations.check_location,
             analytics.export_episode_record,
         ],
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-        ),
-        graceful_shutdown_timeout=timedelta(seconds=20),
-        max_cached_workflows=settings.worker_cache,
-        identity=identity,
+        **(defaults | options),
     )
 
 
