@@ -130,14 +130,22 @@ async def test_memo_follows_the_episode_across_continue_as_new(
     await sent(d, "enquiry.recorded")
     await sent(d, "social_services.contacted")
     await sent(d, "linked_person.identified", {"person_ref": "P-1"})
-    described = await d.client.workflow_service.describe_workflow_execution(
-        DescribeWorkflowExecutionRequest(
-            namespace=d.client.namespace,
-            execution=WorkflowExecution(workflow_id=first.id, run_id=first.result_run_id or ""),
+
+    async def first_run_status() -> WorkflowExecutionStatus.ValueType:
+        described = await d.client.workflow_service.describe_workflow_execution(
+            DescribeWorkflowExecutionRequest(
+                namespace=d.client.namespace,
+                execution=WorkflowExecution(workflow_id=first.id, run_id=first.result_run_id or ""),
+            )
         )
+        return described.workflow_execution_info.status
+
+    # The loop continues as new in a task of its own after the last event's answer.
+    await eventually(
+        first_run_status,
+        lambda s: s == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW,
+        within=30,
     )
-    status = described.workflow_execution_info.status
-    assert status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW
     await settles_same(d)
     await d.close()
     closed = await settles_same(d)

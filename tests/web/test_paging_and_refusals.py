@@ -1,24 +1,28 @@
-"""A promise of the pages over real HTTP: a downgrade resting on the child's history, posted
-by an officer, is refused on the page with the rule named, as the API refuses it: only a
-supervisor may lower a grade at all, so the role rule answers first."""
+"""Two promises of the pages over real HTTP: the open-episodes list pages through every open
+episode once, with the same visibility query as GET /v1/episodes, and a downgrade resting on the
+child's history, posted by an officer, is refused on the page with the rule named, as the API
+refuses it: only a supervisor may lower a grade at all, so the role rule answers first."""
 
 from __future__ import annotations
 
+import html
 import re
 
 import httpx
 import pytest
 
 from mispers.domain.types import Rank, Role
+from mispers.web.pages import PAGE_SIZE
 from mispers.web.tickets import mint_ticket
 from tests.api.conftest import Stack, unique
-from tests.api.e2e import accepted, report, state
+from tests.api.e2e import accepted, listed, report, state
 
 pytestmark = pytest.mark.integration
 
 
 def rows(page: str) -> list[str]:
-    return re.findall(r'data-episode="([^"]+)"', page)
+    """The episodes of the list's table rows (nothing else on the page)."""
+    return re.findall(r'<tr class="govuk-table__row" data-episode="([^"]+)"', page)
 
 
 def csrf_of(page: str) -> str:
@@ -32,6 +36,42 @@ async def signed_in(ui: httpx.AsyncClient, secret: bytes, role: Role, rank: Rank
     answer = await ui.post("/ui/signin", data={"ticket": ticket})
     page = await ui.get(answer.headers["location"])
     await ui.post("/ui/purpose", data={"csrf_token": csrf_of(page.text), "purpose": "supervision"})
+
+
+async def test_the_list_pages_through_every_open_episode_once(stack: Stack, secret: bytes) -> None:
+    """More than a page of this test's own episodes, on a stack other tests share: each of them
+    on exactly one page, no row twice, and nothing shown that the API does not list as open."""
+    mine = {unique("EP-PAGE") for _ in range(PAGE_SIZE + 1)}
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30) as http:
+        for episode in sorted(mine):
+            await accepted(http, stack, report(episode, unique("C-PAGE"), risk="low"))
+        before = await listed(
+            http,
+            stack,
+            lambda e: mine <= {x["episode_id"] for x in e},
+            within=60,
+            open="true",
+            page_size=1000,
+        )
+        async with httpx.AsyncClient(base_url=stack.url, timeout=30) as ui:
+            await signed_in(ui, secret, Role.SUPERVISOR, Rank.SERGEANT)
+            seen: list[str] = []
+            url: str | None = "/ui/episodes"
+            pages = 0
+            while url is not None:
+                page = await ui.get(url)
+                assert page.status_code == 200, page.text
+                shown = rows(page.text)
+                assert 0 < len(shown) <= PAGE_SIZE
+                seen += shown
+                pages += 1
+                following = re.search(r'href="([^"]+)" rel="next"', page.text)
+                url = html.unescape(following.group(1)) if following else None
+        after = await listed(http, stack, lambda _: True, open="true", page_size=1000)
+    assert pages >= 2
+    assert len(seen) == len(set(seen)), "an episode shown on two pages"
+    assert mine <= set(seen), "an open episode on no page"
+    assert set(seen) <= {e["episode_id"] for e in before + after}, "a row the API does not list"
 
 
 async def test_an_officers_downgrade_resting_on_history_is_refused_on_the_page(
