@@ -62,7 +62,14 @@ def raw_driver(groups: list[sim.Group], sample: int, until: dt.datetime) -> dict
     began, cpu = time.perf_counter(), time.process_time()
     for parsed_group in parsed:
         for episode_id, stream in parsed_group:
-            run_episode(episode_id, stream, policy, until=until, records=records)
+            run_episode(
+                episode_id,
+                stream,
+                policy,
+                until=until,
+                records=records,
+                alert_steps_in_timeline=False,  # as the simulation runs it
+            )
     seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - cpu
     return {
         "episodes": count,

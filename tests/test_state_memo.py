@@ -20,7 +20,13 @@ from mispers.config import Settings
 from mispers.domain import state_memo
 from mispers.domain.messages import EPISODE_WORKFLOW, EpisodeInput, episode_workflow_id
 from mispers.domain.state import EpisodeState
-from mispers.engine.client import get_episode_state, query_episode_state, read_state_memo
+from mispers.engine.client import (
+    episodes_query,
+    get_episode_state,
+    list_episodes,
+    query_episode_state,
+    read_state_memo,
+)
 from mispers.policy import PinnedPolicy
 from testkit.receivers import webhook_receiver
 from tests.conftest import eventually
@@ -147,6 +153,11 @@ async def test_memo_follows_the_episode_across_continue_as_new(
         within=30,
     )
     await settles_same(d)
+    # Both runs are in the visibility index; the list and the count show the episode once.
+    runs = f"WorkflowId = '{first.id}'"
+    await eventually(lambda: d.client.count_workflows(runs), lambda c: c.count >= 2, within=30)
+    listed = await list_episodes(d.client, episodes_query(child_ref=d.child_ref, open_only=True))
+    assert [e.episode_id for e in listed.episodes] == [d.episode_id]
     await d.close()
     closed = await settles_same(d)
     assert closed.status.value == "closed"

@@ -50,7 +50,8 @@ def alerts_query(
     state: AlertState | None = None, rank: Rank | None = None, episode_id: str | None = None
 ) -> str:
     """Closed vocabularies and a checked id only, so no value can extend the query."""
-    clauses = [f"WorkflowType = '{EPISODE_WORKFLOW}'"]
+    # A run that continued as new keeps its memo: its alerts are the next run's too.
+    clauses = [f"WorkflowType = '{EPISODE_WORKFLOW}'", "ExecutionStatus != 'ContinuedAsNew'"]
     if episode_id is not None:
         if not re.fullmatch(REF_PATTERN, episode_id):
             raise ValueError("episode_id must match " + REF_PATTERN)

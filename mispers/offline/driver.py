@@ -127,12 +127,18 @@ class EpisodeRun:
         records: ChildRecords | None = None,
         lookup: Lookup = no_locations,
         alert_lifecycle: bool = True,
+        alert_steps_in_timeline: bool | None = None,
     ) -> None:
         self.state = rules.new_state(episode_id, policy_version)
         # episodes started since alerts gained their lifecycle run with it (workflow.patched)
         self.state.alert_lifecycle = alert_lifecycle
-        # ... and keep their steps in the timeline (workflow.patched as well)
-        self.state.alert_timeline = alert_lifecycle
+        # ... and keep their steps in the timeline (workflow.patched as well). A run whose
+        # timeline nobody reads for them (a simulation, a synthetic year: the rules, the
+        # analytics record and the stream read only the events in it) leaves them out: they
+        # are a third of a year's cost.
+        self.state.alert_timeline = (
+            alert_lifecycle if alert_steps_in_timeline is None else alert_steps_in_timeline
+        )
         self.state.discard_alert_outbox()  # the workflow hands it to the sinks; offline: none
         self.policy = policy
         self.records = records if records is not None else ChildRecords()
@@ -220,6 +226,7 @@ def run_episode(
     records: ChildRecords | None = None,
     lookup: Lookup = no_locations,
     wakes: Iterable[dt.datetime] | None = None,
+    alert_steps_in_timeline: bool | None = None,
 ) -> EpisodeRun:
     """Apply `stream` (in recorded order) and, when `until` is given, let time run to it as the
     workflow's timers would: each at the instant it falls due, or, given `wakes` (the instants
@@ -227,7 +234,12 @@ def run_episode(
     between episodes of the same children (repeat counts); episodes must then be run in the
     order they were reported."""
     run = EpisodeRun(
-        episode_id, policy, policy_version=policy_version, records=records, lookup=lookup
+        episode_id,
+        policy,
+        policy_version=policy_version,
+        records=records,
+        lookup=lookup,
+        alert_steps_in_timeline=alert_steps_in_timeline,
     )
     if wakes is not None:
         return _run_at_wakes(run, stream, sorted(wakes), until)

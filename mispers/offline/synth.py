@@ -132,7 +132,10 @@ class _EpisodeSim:
         self.rng = rng
         self.end = end
         self.policy = policy
-        self.run = EpisodeRun(episode_id, policy, records=records, lookup=lookup)
+        # The stream and the record take the events from the timeline, not the alert steps.
+        self.run = EpisodeRun(
+            episode_id, policy, records=records, lookup=lookup, alert_steps_in_timeline=False
+        )
         self.events: list[dict[str, Any]] = []
         self.queue: list[_Action] = []
         self.seq = 0

@@ -105,7 +105,15 @@ def _drive(
     records: ChildRecords,
     lookup: Any,
 ) -> EpisodeRun:
-    return run_episode(episode_id, stream, policy, until=until, records=records, lookup=lookup)
+    return run_episode(
+        episode_id,
+        stream,
+        policy,
+        until=until,
+        records=records,
+        lookup=lookup,
+        alert_steps_in_timeline=False,  # the comparison reads the alerts themselves
+    )
 
 
 def run_job(job: Job) -> list[Compared]:

@@ -7,6 +7,7 @@ import datetime as dt
 from collections import Counter
 
 from mispers.api.validation import EVENT_ADAPTER
+from mispers.domain.alert_lifecycle import SYSTEM_SOURCE
 from mispers.domain.types import ObligationStatus
 from mispers.offline import ChildRecords, Recorded, run_episode
 from mispers.offline.synth import synthesize
@@ -30,6 +31,7 @@ def test_the_written_events_bring_the_driver_to_the_simulated_state(policy: Poli
             policy,
             until=end if ep.state.status.value != "closed" else None,
             records=records,
+            alert_steps_in_timeline=False,  # as synth drives them
         )
         assert again.refused == []
         assert again.state.model_dump() == ep.state.model_dump()
@@ -54,3 +56,36 @@ def test_the_synthetic_year_has_the_published_shape(policy: Policy) -> None:
     assert statuses[ObligationStatus.MET] > statuses[ObligationStatus.WAIVED] > 0
     assert any(e.state.alerts for e in episodes)
     assert any(a.acknowledged_at for e in episodes for a in e.state.alerts)
+
+
+def test_leaving_the_alert_steps_out_of_the_timeline_changes_nothing_else(policy: Policy) -> None:
+    """The simulation and the synthetic year drive episodes without the alert steps in their
+    timelines: the rules must not read them, so everything else comes out the same."""
+    end = START + dt.timedelta(days=30)
+    with_steps, without = ChildRecords(), ChildRecords()
+    steps_seen = 0
+    for ep in synthesize(60, 30, 11, policy, START):
+        stream = [
+            Recorded.as_it_happened(
+                EVENT_ADAPTER.validate_python({k: v for k, v in e.items() if k != "specversion"})
+            )
+            for e in ep.events
+        ]
+        runs = [
+            run_episode(
+                ep.episode_id,
+                stream,
+                policy,
+                until=end,
+                records=records,
+                alert_steps_in_timeline=kept,
+            )
+            for records, kept in ((with_steps, True), (without, False))
+        ]
+        full, lean = (r.state.model_dump() for r in runs)
+        kept_steps = [e for e in full["timeline"] if e["source"] == SYSTEM_SOURCE]
+        steps_seen += len(kept_steps)
+        full["timeline"] = [e for e in full["timeline"] if e["source"] != SYSTEM_SOURCE]
+        assert lean == full
+        assert runs[0].alerts == runs[1].alerts
+    assert steps_seen > 0, "no alert step was ever left out: nothing was compared"

@@ -15,8 +15,11 @@ from mispers.policy.model import Policy
 
 def advance(state: EpisodeState, policy: Policy, now: dt.datetime) -> list[Alert]:
     """Everything time brings by `now`: time-triggered obligations, then escalation alerts."""
+    # Counted once per timer: the rules ask at every one, over every obligation.
+    outstanding = state.outstanding()
     if state.alert_lifecycle:
-        alert_lifecycle.resolve_settled(state, now)
+        settled = len(state.obligations) - len(outstanding)
+        alert_lifecycle.resolve_settled(state, now, settled)
     if state.status is EpisodeStatus.CLOSED or not state.reported:
         return []
     trigger = _missing_trigger_at(state, policy)
@@ -25,12 +28,13 @@ def advance(state: EpisodeState, policy: Policy, now: dt.datetime) -> list[Alert
         hours = (trigger - (state.reported_at or trigger)).total_seconds() / 3600
         require_strategy_meeting(ctx, f"missing for more than {hours:g} hours", trigger)
         state.missing_trigger_done = True
+        outstanding = state.outstanding()
     assert state.risk is not None
     interval = policy.escalation_interval.for_level(state.risk.level)
     if state.alert_lifecycle:
         alert_lifecycle.expire_acks(state, now)
     raised: list[Alert] = []
-    for ob in state.outstanding():
+    for ob in outstanding:
         raised += ladder.escalate(
             ob, episode_id=state.episode_id, now=now, interval=interval, ranks=policy.ranks
         )
