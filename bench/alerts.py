@@ -321,6 +321,7 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
                 "MISPERS_TIME_SCALE": f"{args.time_scale:g}",
                 "MISPERS_ALERT_WEBHOOK_URL": receiver.url,
                 "MISPERS_WORKER_CACHE": str(args.worker_cache),
+                "MISPERS_ANALYTICS_EXPORT": args.export,
             }
         ) as st,
     ):
@@ -636,6 +637,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=1000,
         help="MISPERS_WORKER_CACHE: workflows the worker keeps in memory (the default's 1,000)",
+    )
+    parser.add_argument(
+        "--export",
+        choices=("on", "off"),
+        default="on",
+        help="MISPERS_ANALYTICS_EXPORT: the close-time analytics export (on, as shipped); run "
+        "once each way for its cost (the episodes here stay open, so it should be none)",
     )
     parser.add_argument("--reads", type=int, default=200, help="calls of each supervisor read")
     parser.add_argument(

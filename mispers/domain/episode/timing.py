@@ -35,6 +35,9 @@ def advance(state: EpisodeState, policy: Policy, now: dt.datetime) -> list[Alert
         alert_lifecycle.expire_acks(state, now)
     raised: list[Alert] = []
     for ob in outstanding:
+        due = ob.next_escalation_at
+        if due is None or due > now:
+            continue  # the usual case at a timer: nothing of this obligation's is due
         raised += ladder.escalate(
             ob, episode_id=state.episode_id, now=now, interval=interval, ranks=policy.ranks
         )
