@@ -107,8 +107,10 @@ def episode_record(state: EpisodeState, run: str, written_at: dt.datetime) -> Ep
     resolved = {
         o.id: o.met_at for o in state.obligations if o.status in _RESOLVED and o.met_at is not None
     }
-    # model_construct: every value below already has its field's type (the state is validated),
-    # and a synthetic year builds hundreds of thousands of records
+    # The record is assembled without validating it again (`model_construct`): every value below
+    # already has its field's type (the state is validated). Its many small parts are validated:
+    # pydantic-core's validation of a few fields is faster than `model_construct`'s Python loop
+    # (2.2 against 3.3 us an alert record), and a synthetic year builds millions of them.
     return EpisodeRecord.model_construct(
         record_key=f"{state.episode_id}/{run}",
         episode_id=state.episode_id,
@@ -132,7 +134,7 @@ def episode_record(state: EpisodeState, run: str, written_at: dt.datetime) -> Ep
         policy_version=state.policy_version,
         event_times=times,
         grades=[
-            GradeRecord.model_construct(
+            GradeRecord(
                 level=g.level.value,
                 at=g.at,
                 rank=g.rank.value if g.rank else None,
@@ -142,7 +144,7 @@ def episode_record(state: EpisodeState, run: str, written_at: dt.datetime) -> Ep
             for g in history
         ],
         obligations=[
-            ObligationRecord.model_construct(
+            ObligationRecord(
                 obligation_id=o.id,
                 kind=o.kind.value,
                 owner=o.owner.value,
@@ -158,7 +160,7 @@ def episode_record(state: EpisodeState, run: str, written_at: dt.datetime) -> Ep
             for o in state.obligations
         ],
         alerts=[
-            AlertRecord.model_construct(
+            AlertRecord(
                 alert_id=a.alert_id,
                 obligation_id=a.obligation_id,
                 kind=a.kind.value,

@@ -14,6 +14,7 @@ function. Pure: the workflow builds it at close."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from typing import Any
 
@@ -64,16 +65,24 @@ def _same_age_birth_date(date_of_birth: str, on: dt.date) -> str:
         return on.replace(year=on.year - age, day=28).isoformat()
 
 
+@functools.cache
+def _fields(model: type[BaseModel]) -> list[tuple[str, bool, type[BaseModel] | None]]:
+    """Each field of `model`: its name, whether it is marked personal, the model inside it.
+    Read once per model: a year's streams scrub millions of event bodies."""
+    out: list[tuple[str, bool, type[BaseModel] | None]] = []
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        out.append((name, bool(extra.get(PERSONAL_MARK)), _model_of(info.annotation)))
+    return out
+
+
 def _scrub(model: type[BaseModel], value: dict[str, Any], reported_on: dt.date) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, info in model.model_fields.items():
+    for name, personal, nested in _fields(model):
         if name not in value:
             continue
         item = value[name]
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        annotation = info.annotation
-        nested = _model_of(annotation)
-        if extra.get(PERSONAL_MARK):
+        if personal:
             if item is None:
                 out[name] = None
             elif name == "date_of_birth":
@@ -93,6 +102,13 @@ def _scrub(model: type[BaseModel], value: dict[str, Any], reported_on: dt.date) 
         else:
             out[name] = item
     return out
+
+
+@functools.cache
+def _data_model(event_model: type[BaseModel]) -> type[BaseModel]:
+    found = _model_of(event_model.model_fields["data"].annotation)
+    assert found is not None
+    return found
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
@@ -118,8 +134,7 @@ def pii_free_stream(state: EpisodeState) -> list[dict[str, Any]]:
         model = EVENT_MODELS.get(entry.type)
         if model is None:
             continue
-        data_model = _model_of(model.model_fields["data"].annotation)
-        assert data_model is not None
+        data_model = _data_model(model)
         body: dict[str, Any] = {
             "id": entry.event_id,
             "source": entry.source,
