@@ -16,9 +16,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from mispers.domain import episode as rules
 from mispers.domain.state import EpisodeState, Obligation
 from mispers.engine.client import EventRejected, SubmitOutcome, query_episode_state, submit_event
-from mispers.policy import PinnedPolicy
+from mispers.policy import PinnedPolicy, Policy
 from testkit.factories import event, merge
 from tests.conftest import eventually
 
@@ -91,6 +92,38 @@ async def clock_still_skips(env: WorkflowEnvironment) -> None:
         ) from None
 
 
+# How near the episode's next timer may be when a test sends it an event on the time-skipping
+# server: longer than any workflow task takes on a loaded machine.
+TIMER_GUARD = dt.timedelta(seconds=5)
+GUARD_SKIPS = 20
+
+
+async def clear_of_timers(env: WorkflowEnvironment, episode_id: str, policy: Policy) -> None:
+    """Move the time-skipping server's clock past the episode's next timer when it is due
+    within TIMER_GUARD, before a test sends the episode an event.
+
+    Temporal's time-skipping test server strands a run whose workflow task cancels a timer
+    that fired while the task was with the worker: it refuses the completion ("invalid history
+    builder state for action") and never times the task out nor sends it again, so the episode
+    stops and the server's clock stays held for every later test (sleeps then answer "Timeout
+    expired" after 30 s). Temporal's own server accepts that completion. Between skips the test
+    server's clock runs at real pace, and a skip usually lands on the instant an escalation or
+    deadline falls due, so the episode's next timer is often due within milliseconds of the
+    event a test sends next; an event that moves the next wake cancels that timer. Sending the
+    event after the timer has fired and been handled takes the race away; the event is then
+    recorded up to TIMER_GUARD later than the test's clock said."""
+    for _ in range(GUARD_SKIPS):
+        state = await query_episode_state(env.client, episode_id)
+        if state is None:
+            return  # not started yet: no timer
+        wake = rules.next_wakeup(state, policy)
+        now = await env.get_current_time()
+        if wake is None or wake - now > TIMER_GUARD:
+            return
+        await env.sleep(max(wake - now, dt.timedelta(0)) + dt.timedelta(milliseconds=100))
+    raise AssertionError(f"episode {episode_id} has a timer within {TIMER_GUARD} after each skip")
+
+
 STARTED: list[str] = []
 
 
@@ -109,6 +142,7 @@ class EpisodeDriver:
         self.task_queue = task_queue
         self.episode_id = episode_id
         self.child_ref = child_ref
+        self.time_skipping = env.supports_time_skipping
 
     async def now(self) -> dt.datetime:
         return await self.env.get_current_time()
@@ -122,6 +156,8 @@ class EpisodeDriver:
         **kwargs: Any,
     ) -> SubmitOutcome:
         STARTED.extend([f"episode-{self.episode_id}", f"child-{self.child_ref}"])
+        if self.time_skipping:
+            await clear_of_timers(self.env, self.episode_id, self.pinned.policy)
         when = at or await self.now()
         stamp = when.isoformat()
         by_kind: dict[str, dict[str, Any]] = {

@@ -33,7 +33,7 @@ from mispers.offline.driver import STREAM_ACTOR
 from mispers.offline.synth import SynthEpisode, register_lookup, synthesize
 from mispers.policy import PinnedPolicy
 from testkit.factories import event, merge
-from tests.harness import STARTED, terminate_running
+from tests.harness import STARTED, clear_of_timers, terminate_running
 from worker import build_worker
 
 pytestmark = pytest.mark.integration
@@ -74,6 +74,7 @@ class Twin:
 
     async def send(self, ev: EventBase) -> bool:
         STARTED.append(f"episode-{ev.subject}")
+        await clear_of_timers(self.env, ev.subject, self.pinned.policy)
         at = await self.now()
         try:
             await submit_event(self.env.client, ev, self.pinned, self.queue)

@@ -111,13 +111,6 @@ LOCAL_ROUND_CRASH_FALLS_BACK = "local-alert-round-crash-falls-back"
 # ... and keep its whole state, packed, in the memo: a detail read is then one server call
 # (DescribeWorkflowExecution) and never waits for a worker to replay the episode.
 STATE_MEMO = "episode-state-memo"
-# ... and leave a wake timer due within IMMINENT_TIMER to fire unheeded rather than cancel it: it
-# may fire while the task that would cancel it is with the worker, and a cancellation of a fired
-# timer is a command a server may refuse (Temporal's time-skipping test server then strands the
-# run: it neither accepts nor re-sends the task). A stale wake changes nothing but a task.
-SPARE_IMMINENT_TIMERS = "spare-imminent-wake-timers"
-# Longer than any workflow task should take on a loaded machine.
-IMMINENT_TIMER = timedelta(minutes=1)
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -141,9 +134,6 @@ class MissingChildEpisode:
         # Decided once per run like the lifecycle: a run recorded without it replays without it.
         self._state_memo = workflow.patched(STATE_MEMO)
         self._state_seen: bytes | None = None
-        self._spare_imminent_timers = workflow.patched(SPARE_IMMINENT_TIMERS)
-        # Timers let go (due too soon to cancel), kept referenced until they fire.
-        self._spared_timers: set[asyncio.Task[None]] = set()
         self._state_kept = False
         self._wake = False
         self._pending_alerts: dict[str, AlertBatch] = {}
@@ -183,7 +173,7 @@ class MissingChildEpisode:
             wake_at = rules.next_wakeup(self._state, self._policy)
             if wake_at != timer_at:
                 if timer is not None:
-                    self._let_go(timer, timer_at)
+                    timer.cancel()
                 timer, timer_at = None, wake_at
                 if wake_at is not None:
                     delay = max((wake_at - workflow.now()).total_seconds(), 0.001)
@@ -195,7 +185,7 @@ class MissingChildEpisode:
             if timer is not None and timer.done():
                 timer, timer_at = None, None
         if timer is not None:
-            self._let_go(timer, timer_at)
+            timer.cancel()
         if workflow.patched(ANALYTICS_EXPORT):
             await self._export_record()
         await self._finish_outstanding_work()
@@ -203,15 +193,6 @@ class MissingChildEpisode:
             # What deliveries and record answers changed after the closure, in the closing task.
             self._upsert_memo()
         return self._state.summary()
-
-    def _let_go(self, timer: asyncio.Task[None], due: datetime | None) -> None:
-        """A timer the loop no longer waits for: cancelled, unless it is due so soon that it may
-        fire before this task completes (then it fires and wakes nobody)."""
-        if self._spare_imminent_timers and (due is None or due - workflow.now() <= IMMINENT_TIMER):
-            self._spared_timers.add(timer)
-            timer.add_done_callback(self._spared_timers.discard)
-            return
-        timer.cancel()
 
     def _should_wake(self, timer: asyncio.Task[None] | None) -> bool:
         return self._wake or (timer is not None and timer.done())
