@@ -37,7 +37,7 @@ from mispers.domain.events import REF_PATTERN, Actor, AlertAcknowledged, AlertAc
 from mispers.domain.state import Alert, EpisodeState
 from mispers.domain.types import AlertState, Rank, Role
 from mispers.engine.alerts import AlertListItem, episode_candidates, list_alerts
-from mispers.engine.client import get_episode_state
+from mispers.engine.client import get_episode_state, query_episode_state
 from mispers.security import ack_links
 
 router = APIRouter()
@@ -183,18 +183,25 @@ async def _audit_ack(
 
 
 async def find_alert(context: ApiContext, alert_id: str) -> tuple[str, Alert]:
-    """The alert's episode and its current state; 404 when no episode raised it."""
+    """The alert's episode and its current state; 404 when no episode raised it.
+
+    The memo is read first (no replay); an alert it does not hold yet is asked of the episode
+    itself: the page reaches its recipient from inside the workflow task that raised it, before
+    that task's memo is written, and a person who acts on it at once must find it."""
     client = await context.client()
     for episode_id in episode_candidates(alert_id):
-        try:
-            state = await get_episode_state(client, episode_id)
-        except (RPCError, WorkflowQueryFailedError) as exc:
-            if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
-                continue
-            raise engine_unavailable(f"cannot query the episode ({type(exc).__name__})") from None
-        alert = _alert_in(state, alert_id)
-        if alert is not None:
-            return episode_id, alert
+        for read in (get_episode_state, query_episode_state):
+            try:
+                state = await read(client, episode_id)
+            except (RPCError, WorkflowQueryFailedError) as exc:
+                if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
+                    break
+                raise engine_unavailable(
+                    f"cannot query the episode ({type(exc).__name__})"
+                ) from None
+            alert = _alert_in(state, alert_id)
+            if alert is not None:
+                return episode_id, alert
     raise not_found("alert-not-found", f"no alert {alert_id} was raised")
 
 
