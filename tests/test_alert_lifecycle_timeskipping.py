@@ -296,21 +296,26 @@ async def test_who_was_paged_is_in_state_even_when_the_delivery_fails(
     crashing = CrashingDelivery(sinks_from_settings(settings), pager_from_settings(settings))
     queue = f"ts-{uuid.uuid4().hex[:8]}"
     async with build_worker(ts_env.client, settings, task_queue=queue, alert_activities=crashing):
-        d = EpisodeDriver(ts_env, pinned, queue, f"A-{uuid.uuid4().hex[:10]}")
-        await d.send("episode.reported")
-        await d.skip(hours=1, minutes=5)
-        l1 = f"{d.episode_id}:systems_checks:L1"
-        paged = await eventually(lambda: alert(d, l1), lambda a: a.recipient is not None)
-        assert paged.recipient is not None and paged.recipient.person_id == "SGT-ON"
-        assert paged.ack_url and "/ack?token=" in paged.ack_url
-        entry = next(e for e in (await d.state()).timeline if e.event_id == f"{l1}:triggered")
-        assert entry.data["recipient"] == "SGT-ON"
-        # Delivered in the end, to the person and with the link the state recorded.
-        sent = await eventually(lambda: [b for b in webhook.bodies() if b["alert_id"] == l1], bool)
-        assert sent[0]["recipient"]["person_id"] == "SGT-ON"
-        assert sent[0]["ack_url"] == paged.ack_url
-        assert crashing.crashes >= 1 + CrashingDelivery.failing_attempts
-        await terminate_running(ts_env.client, STARTED)
+        try:
+            d = EpisodeDriver(ts_env, pinned, queue, f"A-{uuid.uuid4().hex[:10]}")
+            await d.send("episode.reported")
+            await d.skip(hours=1, minutes=5)
+            l1 = f"{d.episode_id}:systems_checks:L1"
+            paged = await eventually(lambda: alert(d, l1), lambda a: a.recipient is not None)
+            assert paged.recipient is not None and paged.recipient.person_id == "SGT-ON"
+            assert paged.ack_url and "/ack?token=" in paged.ack_url
+            entry = next(e for e in (await d.state()).timeline if e.event_id == f"{l1}:triggered")
+            assert entry.data["recipient"] == "SGT-ON"
+            # Delivered in the end, to the person and with the link the state recorded.
+            sent = await eventually(
+                lambda: [b for b in webhook.bodies() if b["alert_id"] == l1], bool
+            )
+            assert sent[0]["recipient"]["person_id"] == "SGT-ON"
+            assert sent[0]["ack_url"] == paged.ack_url
+            assert crashing.crashes >= 1 + CrashingDelivery.failing_attempts
+        finally:
+            # also when an assertion fails: a worker gone with work in flight holds the clock
+            await terminate_running(ts_env.client, STARTED)
 
 
 async def test_history_cost_of_an_acknowledged_alert(
