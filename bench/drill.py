@@ -484,19 +484,14 @@ async def loop_wakes(client: Client, history: WorkflowHistory) -> list[dt.dateti
     wakes: list[dt.datetime] = []
     kinds: dict[int, str] = {}
     started: dt.datetime | None = None
-    # The timer the loop waits on is the one started last: an earlier one that fires was let
-    # go (due too soon to cancel) and wakes nobody.
-    waited_on: str | None = None
     woke = True  # the run's first task
     addressed_first = False  # the run addresses alerts before delivering them (patched)
     for ev in history.events:
         kind = ev.event_type
         if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
             started = _instant(ev.event_time)
-        elif kind == EventType.EVENT_TYPE_TIMER_STARTED:
-            waited_on = ev.timer_started_event_attributes.timer_id
         elif kind == EventType.EVENT_TYPE_TIMER_FIRED:
-            woke = woke or ev.timer_fired_event_attributes.timer_id == waited_on
+            woke = True
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             kinds[ev.event_id] = ev.activity_task_scheduled_event_attributes.activity_type.name
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:

@@ -98,9 +98,14 @@ TIMER_GUARD = dt.timedelta(seconds=5)
 GUARD_SKIPS = 20
 
 
-async def clear_of_timers(env: WorkflowEnvironment, episode_id: str, policy: Policy) -> None:
-    """Move the time-skipping server's clock past the episode's next timer when it is due
-    within TIMER_GUARD, before a test sends the episode an event.
+async def clear_of_timers(
+    env: WorkflowEnvironment,
+    episode_ids: Iterable[str],
+    policy: Policy,
+    guard: dt.timedelta = TIMER_GUARD,
+) -> dt.datetime:
+    """Move the time-skipping server's clock past the episodes' next timers while one is due
+    within `guard`; the instant reached, with every timer due by then handled.
 
     Temporal's time-skipping test server strands a run whose workflow task cancels a timer
     that fired while the task was with the worker: it refuses the completion ("invalid history
@@ -112,16 +117,19 @@ async def clear_of_timers(env: WorkflowEnvironment, episode_id: str, policy: Pol
     event a test sends next; an event that moves the next wake cancels that timer. Sending the
     event after the timer has fired and been handled takes the race away; the event is then
     recorded up to TIMER_GUARD later than the test's clock said."""
+    ids = list(episode_ids)
     for _ in range(GUARD_SKIPS):
-        state = await query_episode_state(env.client, episode_id)
-        if state is None:
-            return  # not started yet: no timer
-        wake = rules.next_wakeup(state, policy)
+        wakes = []
+        for episode_id in ids:
+            state = await query_episode_state(env.client, episode_id)
+            if state is not None and (wake := rules.next_wakeup(state, policy)) is not None:
+                wakes.append(wake)
         now = await env.get_current_time()
-        if wake is None or wake - now > TIMER_GUARD:
-            return
-        await env.sleep(max(wake - now, dt.timedelta(0)) + dt.timedelta(milliseconds=100))
-    raise AssertionError(f"episode {episode_id} has a timer within {TIMER_GUARD} after each skip")
+        soonest = min(wakes, default=None)
+        if soonest is None or soonest - now > guard:
+            return now
+        await env.sleep(max(soonest - now, dt.timedelta(0)) + dt.timedelta(milliseconds=100))
+    raise AssertionError(f"episodes {ids} have a timer within {guard} after each skip")
 
 
 STARTED: list[str] = []
@@ -159,7 +167,7 @@ class EpisodeDriver:
     ) -> SubmitOutcome:
         STARTED.extend([f"episode-{self.episode_id}", f"child-{self.child_ref}"])
         if self.guard_timers:
-            await clear_of_timers(self.env, self.episode_id, self.pinned.policy)
+            await clear_of_timers(self.env, [self.episode_id], self.pinned.policy)
         when = at or await self.now()
         stamp = when.isoformat()
         by_kind: dict[str, dict[str, Any]] = {

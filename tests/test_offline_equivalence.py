@@ -23,7 +23,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from mispers.api.validation import EVENT_ADAPTER
 from mispers.config import Settings
-from mispers.domain import episode as rules
 from mispers.domain.events import EventBase
 from mispers.domain.locations import parse_register
 from mispers.domain.state import EpisodeState
@@ -42,7 +41,6 @@ REGISTER = "postcode,category,reference\nN1 9GU,registered_sex_offender,RSO-7\nE
 SLACK = dt.timedelta(seconds=2)
 # The states are read this long at most after the instant they are compared at.
 QUIET = dt.timedelta(minutes=1)
-QUIET_TRIES = 50
 # What a delivery learns from the rota and the API's signing key, not from the rules (on the
 # alerts, and on the timeline's entries of the alerts' steps).
 DELIVERY_FACTS = {"recipient", "unstaffed", "ack_url"}
@@ -74,7 +72,7 @@ class Twin:
 
     async def send(self, ev: EventBase) -> bool:
         STARTED.append(f"episode-{ev.subject}")
-        await clear_of_timers(self.env, ev.subject, self.pinned.policy)
+        await clear_of_timers(self.env, [ev.subject], self.pinned.policy)
         at = await self.now()
         try:
             await submit_event(self.env.client, ev, self.pinned, self.queue)
@@ -113,19 +111,7 @@ class Twin:
         within QUIET after: the instant to compare the workflows with the driver at. Between
         skips the clock runs at real pace, so a timer due just after the last event could fire
         (or not yet) while the states are read."""
-        policy = self.pinned.policy
-        for _ in range(QUIET_TRIES):
-            now = await self.now()
-            wakes = [
-                wake
-                for eid in episode_ids
-                if (wake := rules.next_wakeup(await self.state(eid), policy)) is not None
-            ]
-            soonest = min(wakes, default=None)
-            if soonest is None or soonest > now + QUIET:
-                return now
-            await self.env.sleep(max(soonest - now, dt.timedelta(0)) + dt.timedelta(seconds=1))
-        raise AssertionError(f"no instant without a timer within {QUIET} after the events")
+        return await clear_of_timers(self.env, episode_ids, self.pinned.policy, guard=QUIET)
 
 
 @pytest.fixture

@@ -159,14 +159,12 @@ def expire_acks(state: EpisodeState, now: dt.datetime) -> None:
     state.mark_acks_pending_from(len(alerts) if first is None else first)
 
 
-def resolve_settled(state: EpisodeState, now: dt.datetime, settled: int | None = None) -> None:
+def resolve_settled(state: EpisodeState, now: dt.datetime, settled: int) -> None:
     """Alerts whose obligation is no longer outstanding (met, waived, lapsed) are resolved.
-    `settled` is how many obligations are not outstanding, when the caller has counted."""
+    `settled` is how many obligations are not outstanding (the caller counts them once)."""
     # Called at every timer, over alerts that top-rank re-alerts make many. Obligations only
     # settle and alerts are only appended, and a resolved alert stays so: while no obligation
     # settled or appeared since the last pass, only the alerts raised since need looking at.
-    if settled is None:
-        settled = sum(1 for o in state.obligations if not o.outstanding)
     if settled == 0:
         return
     obligations = (len(state.obligations), settled)
