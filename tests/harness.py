@@ -7,11 +7,10 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import EventType, WorkflowExecutionStatus
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -27,8 +26,15 @@ from tests.conftest import eventually
 CLOCK_CHECK = 15.0
 CLOSE_ATTEMPTS = 5
 
+# How near the episode's next timer may be when a test sends it an event on the time-skipping
+# server: longer than any workflow task takes on a loaded machine.
+TIMER_GUARD = dt.timedelta(seconds=5)
+GUARD_SKIPS = 20
 
-async def terminate_running(client: Client, workflow_ids: Iterable[str]) -> None:
+
+async def terminate_running(
+    target: Client | WorkflowEnvironment, workflow_ids: Iterable[str]
+) -> None:
     """Tests on the shared time-skipping server must leave no workflow whose worker is gone:
     its pending tasks would stop time skipping for every later test.
 
@@ -36,15 +42,33 @@ async def terminate_running(client: Client, workflow_ids: Iterable[str]) -> None
     time-skipping server holds its clock while an activity or a workflow task is outstanding and
     releases it when that completes, fails or times out; once the workflow is terminated, all
     of these are refused ("Completed workflow"), so the hold is never released and every later
-    sleep on the server runs in real time until its 30 s RPC deadline ("Timeout expired")."""
+    sleep on the server runs in real time until its 30 s RPC deadline ("Timeout expired").
+
+    Idle is not enough on its own: between skips the test server's clock runs at real pace, so
+    a timer due within moments of the check fires and hands the worker a task just before the
+    termination lands. Given the environment, a time-skipping server's clock is first moved
+    past any timer of the workflow due within TIMER_GUARD, and idleness and the next timer are
+    read from one copy of the history, so a timer cannot fire between the two readings."""
+    env = target if isinstance(target, WorkflowEnvironment) else None
+    client = target.client if isinstance(target, WorkflowEnvironment) else target
+    guard = env is not None and env.supports_time_skipping
     for workflow_id in set(workflow_ids):
-        if await work_in_flight(client, workflow_id) is None:
-            continue  # closed, or never started
-        await eventually(
-            lambda wid=workflow_id: work_in_flight(client, wid),  # type: ignore[misc]
-            lambda n: not n,
-            within=60,
-        )
+        for _ in range(GUARD_SKIPS):
+            run = await eventually(
+                lambda wid=workflow_id: run_snapshot(client, wid),  # type: ignore[misc]
+                lambda r: r is None or not r.in_flight,
+                within=60,
+            )
+            if run is None:
+                break  # closed, or never started
+            if env is None or not guard or run.next_timer is None:
+                break
+            now = await env.get_current_time()
+            if run.next_timer - now > TIMER_GUARD:
+                break
+            await skip_past(env, run.next_timer, now)
+        else:
+            raise AssertionError(f"{workflow_id} has a timer within {TIMER_GUARD} after each skip")
         with contextlib.suppress(RPCError):
             await client.get_workflow_handle(workflow_id).terminate("test finished")
 
@@ -53,31 +77,66 @@ TASK_OUTSTANDING = (
     EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
     EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
 )
+RUN_CLOSED = (
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+)
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """A running run as one copy of its history shows it."""
+
+    in_flight: int  # activities and workflow tasks outstanding
+    next_timer: dt.datetime | None  # when its soonest pending timer fires
+
+
+async def run_snapshot(client: Client, workflow_id: str) -> RunSnapshot | None:
+    """The workflow's running run; None when it is closed or was never started."""
+    try:
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+    except RPCError:
+        return None
+    if not history.events or history.events[-1].event_type in RUN_CLOSED:
+        return None
+    activities: set[int] = set()
+    timers: dict[str, dt.datetime] = {}
+    for e in history.events:
+        kind = e.event_type
+        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            activities.add(e.event_id)
+        elif kind in ACTIVITY_ENDED:
+            activities.discard(getattr(e, ACTIVITY_ENDED[kind]).scheduled_event_id)
+        elif kind == EventType.EVENT_TYPE_TIMER_STARTED:
+            a = e.timer_started_event_attributes
+            fires = e.event_time.ToDatetime(dt.UTC) + a.start_to_fire_timeout.ToTimedelta()
+            timers[a.timer_id] = fires
+        elif kind == EventType.EVENT_TYPE_TIMER_FIRED:
+            timers.pop(e.timer_fired_event_attributes.timer_id, None)
+        elif kind == EventType.EVENT_TYPE_TIMER_CANCELED:
+            timers.pop(e.timer_canceled_event_attributes.timer_id, None)
+    task = history.events[-1].event_type in TASK_OUTSTANDING
+    return RunSnapshot(
+        in_flight=len(activities) + task, next_timer=min(timers.values(), default=None)
+    )
+
+
+ACTIVITY_ENDED = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "activity_task_completed_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "activity_task_failed_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: "activity_task_timed_out_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: "activity_task_canceled_event_attributes",
+}
 
 
 async def work_in_flight(client: Client, workflow_id: str) -> int | None:
     """Activities and workflow tasks the running run has in flight; None when not running."""
-    activities = await activities_in_flight(client, workflow_id)
-    if activities is None:
-        return None
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    return activities + (history.events[-1].event_type in TASK_OUTSTANDING)
-
-
-async def activities_in_flight(client: Client, workflow_id: str) -> int | None:
-    """How many activities the workflow's running run has in flight; None when not running."""
-    try:
-        described = await client.workflow_service.describe_workflow_execution(
-            DescribeWorkflowExecutionRequest(
-                namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id)
-            )
-        )
-    except RPCError:
-        return None
-    running = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
-    if described.workflow_execution_info.status != running:
-        return None
-    return len(described.pending_activities)
+    run = await run_snapshot(client, workflow_id)
+    return None if run is None else run.in_flight
 
 
 async def clock_still_skips(env: WorkflowEnvironment) -> None:
@@ -90,12 +149,6 @@ async def clock_still_skips(env: WorkflowEnvironment) -> None:
             "the time-skipping server no longer skips time after this test: something of it "
             "still holds the clock (a workflow terminated with an activity in flight?)"
         ) from None
-
-
-# How near the episode's next timer may be when a test sends it an event on the time-skipping
-# server: longer than any workflow task takes on a loaded machine.
-TIMER_GUARD = dt.timedelta(seconds=5)
-GUARD_SKIPS = 20
 
 
 async def clear_of_timers(
@@ -128,8 +181,13 @@ async def clear_of_timers(
         soonest = min(wakes, default=None)
         if soonest is None or soonest - now > guard:
             return now
-        await env.sleep(max(soonest - now, dt.timedelta(0)) + dt.timedelta(milliseconds=100))
+        await skip_past(env, soonest, now)
     raise AssertionError(f"episodes {ids} have a timer within {guard} after each skip")
+
+
+async def skip_past(env: WorkflowEnvironment, instant: dt.datetime, now: dt.datetime) -> None:
+    """Move the clock just past `instant`, so what falls due then has fired."""
+    await env.sleep(max(instant - now, dt.timedelta(0)) + dt.timedelta(milliseconds=100))
 
 
 STARTED: list[str] = []

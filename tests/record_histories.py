@@ -153,7 +153,7 @@ async def location_while_record_stalled(d: EpisodeDriver) -> None:
         await eventually(d.state, lambda s: s.repeat.known, within=60)
         await d.close()
         # the record's last sync must be answered while its worker is still here
-        await terminate_running(d.client, STARTED)
+        await terminate_running(d.env, STARTED)
 
 
 async def disclosure(d: EpisodeDriver) -> None:
@@ -262,7 +262,7 @@ async def record_one(work: Path, name: str) -> list[Path]:
                 if "child_record" in kinds:
                     record_stem = "child_record" if name == "full" else f"child_record-{name}"
                     paths.append(await save(env.client, child_workflow_id(child), record_stem))
-                await terminate_running(env.client, STARTED)
+                await terminate_running(env, STARTED)
     return paths
 
 

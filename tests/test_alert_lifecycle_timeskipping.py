@@ -91,7 +91,7 @@ async def driver(
     )
     async with build_worker(ts_env.client, settings, task_queue=queue):
         yield EpisodeDriver(ts_env, pinned, queue, f"A-{uuid.uuid4().hex[:10]}")
-        await terminate_running(ts_env.client, STARTED)
+        await terminate_running(ts_env, STARTED)
 
 
 async def ack(
@@ -315,7 +315,7 @@ async def test_who_was_paged_is_in_state_even_when_the_delivery_fails(
             assert crashing.crashes >= 1 + CrashingDelivery.failing_attempts
         finally:
             # also when an assertion fails: a worker gone with work in flight holds the clock
-            await terminate_running(ts_env.client, STARTED)
+            await terminate_running(ts_env, STARTED)
 
 
 async def test_history_cost_of_an_acknowledged_alert(

@@ -36,7 +36,7 @@ async def driver(
     settings = Settings(data_dir=tmp_path, alert_webhook_url=webhook.url)
     async with build_worker(ts_env.client, settings, task_queue=queue):
         yield EpisodeDriver(ts_env, pinned, queue, f"E-{uuid.uuid4().hex[:10]}")
-        await terminate_running(ts_env.client, STARTED)
+        await terminate_running(ts_env, STARTED)
 
 
 async def test_seven_day_episode_escalates_through_every_rank_then_closes_with_waivers(

@@ -81,7 +81,7 @@ async def driver(
     async with worker:
         yield EpisodeDriver(ts_env, pinned, queue, f"E-{uuid.uuid4().hex[:10]}")
         HOLDING.clear()
-        await terminate_running(ts_env.client, STARTED)
+        await terminate_running(ts_env, STARTED)
 
 
 async def test_an_event_sent_as_a_deadline_falls_due_waits_for_its_timer(

@@ -124,7 +124,7 @@ async def twin(
     settings = Settings(data_dir=tmp_path, locations_of_concern=register)
     async with build_worker(ts_env.client, settings, task_queue=queue):
         yield Twin(ts_env, pinned, queue)
-        await terminate_running(ts_env.client, STARTED)
+        await terminate_running(ts_env, STARTED)
 
 
 async def scripted_episode(t: Twin, episode_id: str, child_ref: str) -> None:

@@ -40,7 +40,7 @@ async def setup(
         )
         async with build_worker(ts_env.client, settings, task_queue=queue):
             yield queue, hook
-            await terminate_running(ts_env.client, STARTED)
+            await terminate_running(ts_env, STARTED)
 
 
 def driver(env: WorkflowEnvironment, pinned: PinnedPolicy, queue: str, child: str) -> EpisodeDriver:

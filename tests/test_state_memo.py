@@ -45,7 +45,7 @@ async def driver(
         settings = Settings(data_dir=tmp_path, alert_webhook_url=hook.url)
         async with build_worker(ts_env.client, settings, task_queue=queue):
             yield EpisodeDriver(ts_env, pinned, queue, f"E-{uuid.uuid4().hex[:10]}")
-            await terminate_running(ts_env.client, STARTED)
+            await terminate_running(ts_env, STARTED)
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ async def test_a_closing_episode_writes_its_record_once(
             handle = ts_env.client.get_workflow_handle(f"episode-{d.episode_id}")
             await handle.result()
         finally:
-            await terminate_running(ts_env.client, STARTED)
+            await terminate_running(ts_env, STARTED)
     store = open_store(tmp_path, None)
 
     def read() -> list[tuple[object, ...]]:
@@ -76,7 +76,7 @@ async def test_with_the_export_off_an_episode_closes_and_writes_nothing(
             handle = ts_env.client.get_workflow_handle(f"episode-{d.episode_id}")
             summary = await handle.result()
         finally:
-            await terminate_running(ts_env.client, STARTED)
+            await terminate_running(ts_env, STARTED)
     assert summary["status"] == "closed"
     con = open_store(tmp_path, None).reader()
     assert con.execute("SELECT count(*) FROM episodes").fetchone() == (0,)

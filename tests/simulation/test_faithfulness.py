@@ -53,7 +53,7 @@ async def served(
     settings = Settings(data_dir=tmp_path, locations_of_concern=register)
     async with build_worker(ts_env.client, settings, task_queue=queue):
         yield Twin(ts_env, pinned, queue), settings
-        await terminate_running(ts_env.client, STARTED)
+        await terminate_running(ts_env, STARTED)
 
 
 async def test_the_baseline_simulated_raises_the_alerts_the_workflows_raised(
