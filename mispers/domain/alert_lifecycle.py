@@ -163,20 +163,19 @@ def resolve_settled(state: EpisodeState, now: dt.datetime, settled: int) -> None
     """Alerts whose obligation is no longer outstanding (met, waived, lapsed) are resolved.
     `settled` is how many obligations are not outstanding (the caller counts them once)."""
     # Called at every timer, over alerts that top-rank re-alerts make many. Obligations only
-    # settle and alerts are only appended, and a resolved alert stays so: while no obligation
-    # settled or appeared since the last pass, only the alerts raised since need looking at.
+    # settle, alerts are only appended (each for an obligation outstanding when raised), and a
+    # resolved alert stays so: while no obligation settled or appeared since the last pass,
+    # there is nothing to resolve.
     if settled == 0:
         return
     obligations = (len(state.obligations), settled)
-    mark = state.alerts_settled_mark()
-    start = mark[0] if mark is not None and mark[1:] == obligations else 0
-    state.mark_alerts_settled((len(state.alerts), *obligations))
-    if start == len(state.alerts):
+    if state.alerts_settled_mark() == obligations:
         return
+    state.mark_alerts_settled(obligations)
     by_id: dict[str, Obligation] = {}
     for o in state.obligations:
         by_id.setdefault(o.id, o)  # the first of an id, as `state.obligation` finds it
-    for alert in state.alerts[start:]:
+    for alert in state.alerts:
         if alert.state is AlertState.RESOLVED:
             continue
         ob = by_id.get(alert.obligation_id)
@@ -184,7 +183,8 @@ def resolve_settled(state: EpisodeState, now: dt.datetime, settled: int) -> None
             continue
         alert.state = AlertState.RESOLVED
         alert.resolved_at = ob.met_at or now
-        alert.ack_expires_at = None
+        if alert.ack_expires_at is not None:
+            alert.ack_expires_at = None
         _emit(state, AlertState.RESOLVED, alert, at=alert.resolved_at, now=now)
 
 
@@ -259,14 +259,15 @@ def _emit(
     by: str | None = None,
     **extra: Any,
 ) -> None:
-    alert.steps.append(
-        AlertStep(
-            transition=transition,
-            at=at or alert.raised_at,
-            by=by or extra.get("notify"),
-            reason=extra.get("reason"),
+    if state.keeps_alert_steps():
+        alert.steps.append(
+            AlertStep(
+                transition=transition,
+                at=at or alert.raised_at,
+                by=by or extra.get("notify"),
+                reason=extra.get("reason"),
+            )
         )
-    )
     if state.keeps_alert_outbox():
         state.alert_outbox.append(
             AlertTransition(transition=transition, alert=_snapshot(alert), **extra)

@@ -345,11 +345,17 @@ SUPERVISOR_ONLY_TYPES = frozenset({"mispers.closure.approved"})
 def event_actor_id(event: EventBase) -> str | None:
     """The person the event names as acting, for the timeline's `actor` column."""
     data = getattr(event, "data", None)
-    for field in ("officer_id", "assessed_by", "supervisor_id", "by", "found_by", "chair"):
-        value = getattr(data, field, None)
+    # Asked of every event recorded: the fields are looked up in the model's own values, as
+    # asking a pydantic model for a field it lacks raises and catches an error each time.
+    values = data.__dict__ if isinstance(data, BaseModel) else {}
+    for field in _ACTOR_FIELDS:
+        value = values.get(field)
         if isinstance(value, str):
             return value
     return event.actor.subject if event.actor else None
+
+
+_ACTOR_FIELDS = ("officer_id", "assessed_by", "supervisor_id", "by", "found_by", "chair")
 
 
 def personal_field_names() -> frozenset[str]:

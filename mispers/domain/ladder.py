@@ -46,7 +46,8 @@ def escalate(
             obligation.next_escalation_at += interval * missed
         scheduled = obligation.next_escalation_at
         obligation.escalation_level += 1
-        obligation.status = ObligationStatus.OVERDUE
+        if obligation.status is not ObligationStatus.OVERDUE:
+            obligation.status = ObligationStatus.OVERDUE
         raised.append(
             Alert(
                 alert_id=alert_id(episode_id, obligation.id, obligation.escalation_level),

@@ -218,9 +218,10 @@ class EpisodeState(StateModel):
     alert_outbox: list[AlertTransition] = Field(default_factory=list, exclude=True)
     # The rules' own bookkeeping, never carried: a fresh state (a replay, continue-as-new)
     # starts without it and the rules simply do the full pass once.
-    _settled_mark: tuple[int, int, int] | None = PrivateAttr(default=None)
+    _settled_mark: tuple[int, int] | None = PrivateAttr(default=None)
     _acks_from: int = PrivateAttr(default=0)
     _outbox_kept: bool = PrivateAttr(default=True)
+    _steps_kept: bool = PrivateAttr(default=True)
 
     def _private(self) -> dict[str, Any]:
         # pydantic keeps private attributes here; reading them as attributes goes through its
@@ -229,10 +230,10 @@ class EpisodeState(StateModel):
         assert private is not None
         return private
 
-    def alerts_settled_mark(self) -> tuple[int, int, int] | None:
+    def alerts_settled_mark(self) -> tuple[int, int] | None:
         return self._private()["_settled_mark"]  # type: ignore[no-any-return]
 
-    def mark_alerts_settled(self, mark: tuple[int, int, int]) -> None:
+    def mark_alerts_settled(self, mark: tuple[int, int]) -> None:
         self._private()["_settled_mark"] = mark
 
     def keeps_alert_outbox(self) -> bool:
@@ -242,6 +243,15 @@ class EpisodeState(StateModel):
         """For a run with no sinks (the offline driver): the lifecycle's steps are still kept
         on each alert, but no snapshot is made for sinks that do not exist."""
         self._private()["_outbox_kept"] = False
+
+    def keeps_alert_steps(self) -> bool:
+        return self._private()["_steps_kept"]  # type: ignore[no-any-return]
+
+    def discard_alert_steps(self) -> None:
+        """For a run whose alerts are read only for what was raised, when and to whom (a policy
+        simulation): no step is kept on each alert. The rules never read the steps; they are
+        the record a supervisor reads, and a simulation has none."""
+        self._private()["_steps_kept"] = False
 
     def acks_pending_from(self) -> int:
         """No alert before this index holds an acknowledgement that can lapse."""

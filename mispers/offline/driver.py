@@ -128,6 +128,7 @@ class EpisodeRun:
         lookup: Lookup = no_locations,
         alert_lifecycle: bool = True,
         alert_steps_in_timeline: bool | None = None,
+        alert_steps: bool = True,
     ) -> None:
         self.state = rules.new_state(episode_id, policy_version)
         # episodes started since alerts gained their lifecycle run with it (workflow.patched)
@@ -140,6 +141,8 @@ class EpisodeRun:
             alert_lifecycle if alert_steps_in_timeline is None else alert_steps_in_timeline
         )
         self.state.discard_alert_outbox()  # the workflow hands it to the sinks; offline: none
+        if not alert_steps:
+            self.state.discard_alert_steps()
         self.policy = policy
         self.records = records if records is not None else ChildRecords()
         self.lookup = lookup
@@ -148,9 +151,17 @@ class EpisodeRun:
         self.duplicates = 0
         self._keys: set[str] = set()
         self._synced: EpisodeSummaryForChild | None = None
+        self._wake = rules.next_wakeup(self.state, policy)
+
+    @property
+    def next_wake(self) -> dt.datetime | None:
+        """When the episode's next timer fires. The state changes only in `event` and `tick`,
+        and every event is followed by a tick, so the last tick's answer holds."""
+        return self._wake
 
     def tick(self, now: dt.datetime) -> None:
-        self.alerts.extend(rules.advance(self.state, self.policy, now))
+        raised, self._wake = rules.advance_and_next_wakeup(self.state, self.policy, now)
+        self.alerts.extend(raised)
         if self.state.alert_lifecycle:
             # the workflow hands these transitions to the sinks; offline there are none
             lifecycle.drain(self.state)
@@ -158,9 +169,7 @@ class EpisodeRun:
     def wake_until(self, end: dt.datetime, *, inclusive: bool) -> None:
         """Timers that fire before `end` (at `end` too when no event arrives then: an Update
         arriving at the instant a timer fires is handled first)."""
-        while (wake := rules.next_wakeup(self.state, self.policy)) is not None and (
-            wake < end or (inclusive and wake == end)
-        ):
+        while (wake := self._wake) is not None and (wake < end or (inclusive and wake == end)):
             self.tick(wake)
 
     def event(self, item: Recorded) -> bool:
@@ -227,6 +236,7 @@ def run_episode(
     lookup: Lookup = no_locations,
     wakes: Iterable[dt.datetime] | None = None,
     alert_steps_in_timeline: bool | None = None,
+    alert_steps: bool = True,
 ) -> EpisodeRun:
     """Apply `stream` (in recorded order) and, when `until` is given, let time run to it as the
     workflow's timers would: each at the instant it falls due, or, given `wakes` (the instants
@@ -240,6 +250,7 @@ def run_episode(
         records=records,
         lookup=lookup,
         alert_steps_in_timeline=alert_steps_in_timeline,
+        alert_steps=alert_steps,
     )
     if wakes is not None:
         return _run_at_wakes(run, stream, sorted(wakes), until)

@@ -21,7 +21,6 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from mispers.domain import episode as rules
 from mispers.domain.events import AnyEvent, EventBase
 from mispers.domain.locations import LocationOfConcern
 from mispers.domain.state import EpisodeState
@@ -257,7 +256,7 @@ class _EpisodeSim:
         return SynthEpisode(self.id, self.events, self.run)
 
     def _next_wake(self) -> dt.datetime | None:
-        return rules.next_wakeup(self.run.state, self.policy)
+        return self.run.next_wake
 
     def act(self, action: _Action) -> None:
         rng, at, state = self.rng, action.at, self.run.state

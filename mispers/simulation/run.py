@@ -9,11 +9,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 from mispers.domain.locations import LocationOfConcern
-from mispers.domain.types import ObligationStatus
-from mispers.offline.driver import ChildRecords, EpisodeRun, Recorded, run_episode
+from mispers.domain.types import ObligationKind, ObligationStatus, Rank
+from mispers.offline.driver import STREAM_ACTOR, ChildRecords, EpisodeRun, Recorded, run_episode
 from mispers.offline.synth import ADAPTER, register_lookup
 from mispers.parallel import in_processes
 from mispers.policy.model import Policy
@@ -22,6 +23,8 @@ from mispers.policy.model import Policy
 Group = list[tuple[str, list[dict[str, Any]]]]
 CHUNK_EVENTS = 20_000
 _RESOLVED = (ObligationStatus.MET, ObligationStatus.WAIVED, ObligationStatus.LAPSED)
+# an enum's `.value` is a slow descriptor, read here for each of a year's millions of alerts
+_VALUE: dict[StrEnum, str] = {m: m.value for e in (Rank, ObligationKind) for m in e}
 
 
 class AlertSeen(NamedTuple):
@@ -69,7 +72,7 @@ def outcome(run: EpisodeRun, horizon: dt.datetime, types: dict[str, str]) -> Out
     state = run.state
     out = Outcome(
         alerts=[
-            AlertSeen(a.alert_id, a.rank.value, a.kind.value, a.escalation_level, a.raised_at)
+            AlertSeen(a.alert_id, _VALUE[a.rank], _VALUE[a.kind], a.escalation_level, a.raised_at)
             for a in run.alerts
         ],
         refused=[(eid, types.get(eid, ""), code) for eid, code in run.refused],
@@ -88,9 +91,10 @@ def outcome(run: EpisodeRun, horizon: dt.datetime, types: dict[str, str]) -> Out
 
 def parse(body: dict[str, Any]) -> Recorded:
     recorded = body.get("recorded_at")
-    event = ADAPTER.validate_python(
-        {k: v for k, v in body.items() if k not in ("specversion", "recorded_at")}
-    )
+    fields = {k: v for k, v in body.items() if k not in ("specversion", "recorded_at")}
+    if fields.get("actor") is None:
+        fields["actor"] = STREAM_ACTOR  # once here, rather than once under each policy
+    event = ADAPTER.validate_python(fields)
     if recorded is None:
         return Recorded.as_it_happened(event)
     at = recorded if isinstance(recorded, dt.datetime) else dt.datetime.fromisoformat(recorded)
@@ -112,7 +116,8 @@ def _drive(
         until=until,
         records=records,
         lookup=lookup,
-        alert_steps_in_timeline=False,  # the comparison reads the alerts themselves
+        alert_steps_in_timeline=False,  # the comparison reads the alerts themselves,
+        alert_steps=False,  # ... what was raised, when and to whom, not their lifecycle record
     )
 
 

@@ -16,13 +16,14 @@ from mispers.domain.episode.activity_results import apply_child_history, apply_l
 from mispers.domain.episode.checks import check_event
 from mispers.domain.episode.context import Effects, LocationCheck
 from mispers.domain.episode.handlers import apply_event, crime_hint
-from mispers.domain.episode.timing import advance, next_wakeup
+from mispers.domain.episode.timing import advance, advance_and_next_wakeup, next_wakeup
 from mispers.domain.state import EpisodeState
 
 __all__ = [
     "Effects",
     "LocationCheck",
     "advance",
+    "advance_and_next_wakeup",
     "apply_child_history",
     "apply_event",
     "apply_location_hits",

@@ -8,20 +8,38 @@ import datetime as dt
 from mispers.domain import alert_lifecycle, ladder
 from mispers.domain.episode.context import Ctx, Effects, K
 from mispers.domain.episode.obligations import require_strategy_meeting
-from mispers.domain.state import Alert, EpisodeState
+from mispers.domain.state import Alert, EpisodeState, Obligation
 from mispers.domain.types import EpisodeStatus
 from mispers.policy.model import Policy
 
 
 def advance(state: EpisodeState, policy: Policy, now: dt.datetime) -> list[Alert]:
     """Everything time brings by `now`: time-triggered obligations, then escalation alerts."""
+    return _advance(state, policy, now)[0]
+
+
+def advance_and_next_wakeup(
+    state: EpisodeState, policy: Policy, now: dt.datetime
+) -> tuple[list[Alert], dt.datetime | None]:
+    """`advance`, then `next_wakeup`, with the outstanding obligations listed once: the same
+    answers as the two calls, for the offline driver, which asks both at every timer of every
+    episode of a year."""
+    raised, outstanding = _advance(state, policy, now)
+    return raised, _next_wakeup(state, policy, outstanding)
+
+
+def _advance(
+    state: EpisodeState, policy: Policy, now: dt.datetime
+) -> tuple[list[Alert], list[Obligation]]:
+    """The alerts raised, and the obligations still outstanding after them (escalation and
+    lapsing acknowledgements move obligations' times, never whether they are outstanding)."""
     # Counted once per timer: the rules ask at every one, over every obligation.
     outstanding = state.outstanding()
     if state.alert_lifecycle:
         settled = len(state.obligations) - len(outstanding)
         alert_lifecycle.resolve_settled(state, now, settled)
     if state.status is EpisodeStatus.CLOSED or not state.reported:
-        return []
+        return [], outstanding
     trigger = _missing_trigger_at(state, policy)
     if trigger is not None and now >= trigger:
         ctx = Ctx(state=state, policy=policy, now=now, event=None, effects=Effects())
@@ -44,14 +62,20 @@ def advance(state: EpisodeState, policy: Policy, now: dt.datetime) -> list[Alert
     state.alerts.extend(raised)
     if state.alert_lifecycle:
         alert_lifecycle.raised(state, raised)
-    return raised
+    return raised, outstanding
 
 
 def next_wakeup(state: EpisodeState, policy: Policy) -> dt.datetime | None:
     """The next instant `advance` has work to do; None when nothing is scheduled."""
+    return _next_wakeup(state, policy, state.outstanding())
+
+
+def _next_wakeup(
+    state: EpisodeState, policy: Policy, outstanding: list[Obligation]
+) -> dt.datetime | None:
     if state.status is EpisodeStatus.CLOSED:
         return None
-    times = [o.next_escalation_at for o in state.outstanding() if o.next_escalation_at]
+    times = [o.next_escalation_at for o in outstanding if o.next_escalation_at]
     trigger = _missing_trigger_at(state, policy)
     if trigger is not None:
         times.append(trigger)
