@@ -11,9 +11,9 @@
    per second (stream events; each is applied twice, once per policy) overall and per core, and
    the ratio of the per-core rate to the raw driver's.
 
-A run smaller than the national year is labelled so, with the national year (3 million events)
-extrapolated linearly from its event rate: episodes are independent but for a child's record,
-and each worker's cost is per event and per timer that fires."""
+A run smaller than the national year (200,000 episodes) is labelled so, with the national year
+extrapolated linearly by episodes: episodes are independent but for a child's record, and each
+worker's cost is per event and per timer that fires. The national year itself is measured."""
 
 from __future__ import annotations
 
@@ -33,7 +33,6 @@ from mispers.policy import load_policy
 from mispers.simulation import run as sim
 from mispers.simulation.compare import compare
 
-NATIONAL_EVENTS = 3_000_000
 TARGET_S = 600.0
 CANDIDATE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "candidate-policy.toml"
 
@@ -135,11 +134,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sim_run, result = simulate(groups, processes, until)
     ratio = sim_run["events_per_s_per_core"] / raw["events_per_s"]
     cpu_ratio = sim_run["events_per_cpu_s"] / raw["events_per_cpu_s"]
-    national_s = NATIONAL_EVENTS / sim_run["events_per_s"]
-    # on a machine whose cores are this run's alone: the CPU the events need, over the cores
-    national_idle_s = NATIONAL_EVENTS / sim_run["events_per_cpu_s"] / processes
+    # A smaller run is scaled by episodes (the synthetic year's own events per episode, not a
+    # round 3 million); the national year itself is its measured time.
+    scale = year.NATIONAL_EPISODES / args.episodes
+    national_s = sim_run["seconds"] * scale
+    # on a machine whose cores are this run's alone: the CPU the episodes need, over the cores
+    national_idle_s = sim_run["cpu_seconds"] * scale / processes
     scaled = args.episodes < year.NATIONAL_EPISODES
-    label = f" (extrapolated from {args.episodes:,} episodes)" if scaled else ""
+    label = f" (extrapolated from {args.episodes:,} episodes)" if scaled else " (measured)"
     figs = [
         Figure("streams made (synthetic year, not simulation)", made, "s",
                note=f"{args.episodes:,} episodes, {sim_run['events']:,} events"),
@@ -155,10 +157,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         Figure("simulation per CPU second", sim_run["events_per_cpu_s"], "events/s",
                note=f"{sim_run['cpu_seconds']:.0f} CPU s, workers and parent"),
         Figure("ratio per CPU second", cpu_ratio, ""),
-        Figure(f"national year, 3M events{label}, wall as measured", national_s, "s",
+        Figure(f"national year{label}, wall", national_s, "s",
                target="<= 600 s", ok=national_s <= TARGET_S,
                note=f"load average {os.getloadavg()[0]:.1f} at the end"),
-        Figure(f"national year, 3M events{label}, cores to itself", national_idle_s, "s",
+        Figure(f"national year{label}, cores to itself", national_idle_s, "s",
                target="<= 600 s", ok=national_idle_s <= TARGET_S,
                note="CPU seconds needed / cores"),
     ]  # fmt: skip
