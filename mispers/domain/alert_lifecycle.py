@@ -181,16 +181,13 @@ def resolve_settled(state: EpisodeState, now: dt.datetime, settled: int) -> None
         ob = by_id.get(alert.obligation_id)
         if ob is None or ob.outstanding:
             continue
-        alert.state = AlertState.RESOLVED
-        alert.resolved_at = ob.met_at or now
-        if alert.ack_expires_at is not None:
-            alert.ack_expires_at = None
+        alert.assign(state=AlertState.RESOLVED, resolved_at=ob.met_at or now, ack_expires_at=None)
         _emit(state, AlertState.RESOLVED, alert, at=alert.resolved_at, now=now)
 
 
 def raised(state: EpisodeState, alerts: Sequence[Alert]) -> None:
+    """The first step of alerts just raised (the ladder gave each the episode's grade)."""
     for alert in alerts:
-        alert.risk_level = state.risk.level if state.risk else None
         _emit(state, AlertState.TRIGGERED, alert, at=alert.raised_at, now=alert.raised_at)
 
 
@@ -245,7 +242,10 @@ def timeline_entry_id(alert: Alert, step: str) -> str:
 
 
 def drain(state: EpisodeState) -> list[AlertTransition]:
-    out, state.alert_outbox = state.alert_outbox, []
+    out = state.alert_outbox
+    if not out:  # asked after every timer; a run without sinks never fills it
+        return []
+    state.alert_outbox = []
     return out
 
 

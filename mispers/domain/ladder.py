@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Sequence
 
 from mispers.domain.state import Alert, Obligation
-from mispers.domain.types import ObligationStatus, Rank
+from mispers.domain.types import ObligationStatus, Rank, RiskLevel
 
 # A safety bound: with the catch-up jump below, one tick raises at most one alert per rank.
 MAX_ALERTS_PER_TICK = 64
@@ -31,39 +31,46 @@ def escalate(
     now: dt.datetime,
     interval: dt.timedelta,
     ranks: Sequence[Rank],
+    risk_level: RiskLevel | None = None,
 ) -> list[Alert]:
-    """Raise every alert that has fallen due for this obligation by `now`, in order."""
+    """Raise every alert that has fallen due for this obligation by `now`, in order, each
+    carrying `risk_level` (the episode's grade, for an episode whose alerts have a lifecycle)."""
     if not obligation.outstanding or obligation.next_escalation_at is None:
         return []
+    # Asked at every timer of every episode, re-alerts of the top rank being most of them: the
+    # obligation's figures are worked on as locals and written back once.
     raised: list[Alert] = []
-    top = ranks[-1]
-    while obligation.next_escalation_at is not None and obligation.next_escalation_at <= now:
-        at_top = alert_rank(ranks, obligation.owner, obligation.escalation_level) == top
-        if at_top and obligation.escalation_level > 0:
+    top = len(ranks) - 1
+    start = ranks.index(obligation.owner) if obligation.owner in ranks else 0
+    level = obligation.escalation_level
+    next_at = obligation.next_escalation_at
+    while next_at <= now:
+        if level > 0 and ranks[min(start + level, top)] == ranks[top]:
             # Re-alerts of the top rank missed while nobody was watching (a worker outage, a
             # late event) collapse into one: jump to the latest interval boundary.
-            missed = (now - obligation.next_escalation_at) // interval
-            obligation.next_escalation_at += interval * missed
-        scheduled = obligation.next_escalation_at
-        obligation.escalation_level += 1
-        if obligation.status is not ObligationStatus.OVERDUE:
-            obligation.status = ObligationStatus.OVERDUE
+            next_at += interval * ((now - next_at) // interval)
+        level += 1
         raised.append(
             Alert(
-                alert_id=alert_id(episode_id, obligation.id, obligation.escalation_level),
+                alert_id=alert_id(episode_id, obligation.id, level),
                 episode_id=episode_id,
                 obligation_id=obligation.id,
                 kind=obligation.kind,
                 due_at=obligation.due_at,
-                escalation_level=obligation.escalation_level,
-                rank=alert_rank(ranks, obligation.owner, obligation.escalation_level),
+                escalation_level=level,
+                rank=ranks[min(start + level, top)],
                 raised_at=now,
-                scheduled_at=scheduled,
+                scheduled_at=next_at,
+                risk_level=risk_level,
             )
         )
-        obligation.next_escalation_at = scheduled + interval
+        next_at += interval
         if len(raised) >= MAX_ALERTS_PER_TICK:
             break
+    if raised:
+        obligation.assign(escalation_level=level, next_escalation_at=next_at)
+        if obligation.status is not ObligationStatus.OVERDUE:
+            obligation.status = ObligationStatus.OVERDUE
     return raised
 
 

@@ -25,6 +25,13 @@ _OUTSTANDING = frozenset({ObligationStatus.OPEN, ObligationStatus.OVERDUE})
 class StateModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
 
+    def assign(self, **values: Any) -> None:
+        """Set plain fields as pydantic's own assignment does when it does not validate (the
+        value into the model's dictionary, the name into its set fields), without its dispatch
+        per attribute: the ladder writes an obligation's figures at every alert of a year."""
+        self.__dict__.update(values)
+        self.__pydantic_fields_set__.update(values)
+
 
 class RiskGrading(StateModel):
     level: RiskLevel

@@ -58,12 +58,19 @@ def _side(outcomes: Iterable[Outcome], days: int) -> dict[str, Any]:
     by_kind_lateness: dict[str, Counter[str]] = {}
     refused: Counter[str] = Counter()
     closures_refused = 0
+    # A year's millions of alerts fall in its 8,760 hours, and London's clock differs from UTC
+    # by whole hours: each UTC hour is placed in the local week once.
+    placed: dict[int, tuple[int, bool]] = {}
     for o in outcomes:
         for a in o.alerts:
             by_rank[a.rank] += 1
-            local = a.raised_at.astimezone(LONDON)
-            how.setdefault(a.rank, [0] * 168)[local.weekday() * 24 + local.hour] += 1
-            if local.hour >= NIGHT_FROM or local.hour < NIGHT_TO:
+            hour = int(a.raised_at.timestamp()) // 3600
+            if (place := placed.get(hour)) is None:
+                local = a.raised_at.astimezone(LONDON)
+                night_hour = local.hour >= NIGHT_FROM or local.hour < NIGHT_TO
+                place = placed[hour] = (local.weekday() * 24 + local.hour, night_hour)
+            how.setdefault(a.rank, [0] * 168)[place[0]] += 1
+            if place[1]:
                 night[a.rank] += 1
         for kind, minutes in o.overdue:
             overdue[kind] += 1

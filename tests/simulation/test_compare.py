@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from mispers.simulation.compare import compare, hour_label
+from mispers.simulation.compare import compare, hour_label, hour_of_week, is_night
 from mispers.simulation.run import AlertSeen, Compared, Outcome
 
 UTC = dt.UTC
@@ -53,3 +53,24 @@ def test_figures_of_a_small_set() -> None:
     assert result["episodes_changed"] == 1 and result["changed_most"][0]["episode_id"] == "E-B"
     assert result["events"] == 12 and result["episodes"] == 2
     assert hour_label(0) == "Mon 00:00" and hour_label(167) == "Sun 23:00"
+
+
+def test_a_year_of_alerts_is_placed_in_london_hours_across_both_clock_changes() -> None:
+    """The comparison places each UTC hour in London's week once; every alert of a year, one
+    every 37 minutes through both clock changes, lands where its own London time says."""
+    start = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    times = [start + dt.timedelta(minutes=37 * i) for i in range(365 * 24 * 60 // 37)]
+    outcome = Outcome(alerts=[alert(i, "sergeant", at) for i, at in enumerate(times)])
+    result = compare(
+        [Compared("E-Y", 1, None, outcome, outcome)], dt.date(2026, 1, 1), dt.date(2026, 12, 31),
+        {"baseline": "b", "candidate": "c"}, [], "a year",
+    )  # fmt: skip
+    expected = [0] * 168
+    for at in times:
+        expected[hour_of_week(at)] += 1
+    assert result["baseline"]["alerts_by_hour_of_week_by_rank"]["sergeant"] == expected
+    night = sum(is_night(at) for at in times) / len(times)
+    assert result["baseline"]["night_share"] == round(night, 3)
+    # the clock changes are in the year: the same UTC hour is an hour apart in London
+    assert hour_of_week(dt.datetime(2026, 1, 5, 12, tzinfo=UTC)) % 24 == 12
+    assert hour_of_week(dt.datetime(2026, 7, 6, 12, tzinfo=UTC)) % 24 == 13

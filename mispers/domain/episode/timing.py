@@ -52,12 +52,19 @@ def _advance(
     if state.alert_lifecycle:
         alert_lifecycle.expire_acks(state, now)
     raised: list[Alert] = []
+    # an alert with a lifecycle carries the episode's grade when raised
+    grade = state.risk.level if state.alert_lifecycle else None
     for ob in outstanding:
         due = ob.next_escalation_at
         if due is None or due > now:
             continue  # the usual case at a timer: nothing of this obligation's is due
         raised += ladder.escalate(
-            ob, episode_id=state.episode_id, now=now, interval=interval, ranks=policy.ranks
+            ob,
+            episode_id=state.episode_id,
+            now=now,
+            interval=interval,
+            ranks=policy.ranks,
+            risk_level=grade,
         )
     state.alerts.extend(raised)
     if state.alert_lifecycle:
