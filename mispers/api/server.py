@@ -21,6 +21,12 @@ from mispers.logs import configure_logging, get_logger
 log = get_logger("mispers.api")
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
+# How long an idle connection is kept open. A client (a browser, a proxy) reuses its connection
+# for the next request; if the server closes it at that moment, the request fails unanswered
+# (a POST is not retried). uvicorn's 5 s left that window open to any pause of a few seconds on
+# either side; this outlasts the idle timeout of common load balancers (60 s), so the one in
+# front closes first.
+KEEP_ALIVE_SECONDS = 75
 
 
 class ApiStartupError(Exception):
@@ -48,6 +54,7 @@ async def serve_api(
         access_log=False,  # request lines carry ids only via our own logs
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         lifespan="off",
     )
     server = _Server(config)
