@@ -246,11 +246,23 @@ def open_ring(
 # File format ------------------------------------------------------------------------------
 
 
+def new_key_id(number: int) -> str:
+    """`k<number>-<6 hex digits>`, drawn again when the log and audit redaction would take the
+    digits for a postcode (`bb66fc` reads as BB6 6FC): operators find keys by the ids that
+    the audit and the logs show."""
+    from mispers.security.redaction import redact
+
+    while True:
+        key_id = f"k{number}-{secrets.token_hex(3)}"
+        if redact(key_id) == key_id:
+            return key_id
+
+
 def _new_key(existing: Sequence[Key]) -> Key:
     numbers = [int(m.group(1)) for k in existing if (m := re.match(r"^k(\d+)-", k.id))]
     number = max(numbers, default=len(existing)) + 1
     return Key(
-        id=f"k{number}-{secrets.token_hex(3)}",
+        id=new_key_id(number),
         created_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
         secret=secrets.token_bytes(KEY_BYTES),
     )

@@ -145,3 +145,17 @@ def test_keys_are_never_shown_in_reprs(tmp_path: Path) -> None:
     ring = KeyRing.create(tmp_path / "keys.json")
     assert ring.active.secret.hex() not in repr(ring.active)
     assert len(ring.active.fingerprint) == 16
+
+
+def test_a_key_id_never_reads_as_a_postcode_to_the_redaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The audit of a decode names the key ids; one whose digits look like a postcode would be
+    logged as `[redacted]`. Such a draw is drawn again."""
+    from mispers.security import keyring as keyring_module
+    from mispers.security.redaction import redact
+
+    assert redact("k1-bb66fc") != "k1-bb66fc"  # the shape that was once redacted
+    draws = iter(["bb66fc", "0a1b2c"])
+    monkeypatch.setattr("mispers.security.keyring.secrets.token_hex", lambda _n: next(draws))
+    assert keyring_module.new_key_id(1) == "k1-0a1b2c"
