@@ -15,7 +15,14 @@ MAX_ALERTS_PER_TICK = 64
 
 def alert_rank(ranks: Sequence[Rank], owner: Rank, level: int) -> Rank:
     """Level 1 goes to the next rank up from the owner; the top rank absorbs the rest."""
-    start = ranks.index(owner) if owner in ranks else 0
+    return _rank_at(ranks, _owner_index(ranks, owner), level)
+
+
+def _owner_index(ranks: Sequence[Rank], owner: Rank) -> int:
+    return ranks.index(owner) if owner in ranks else 0
+
+
+def _rank_at(ranks: Sequence[Rank], start: int, level: int) -> Rank:
     return ranks[min(start + level, len(ranks) - 1)]
 
 
@@ -40,12 +47,12 @@ def escalate(
     # Asked at every timer of every episode, re-alerts of the top rank being most of them: the
     # obligation's figures are worked on as locals and written back once.
     raised: list[Alert] = []
-    top = len(ranks) - 1
-    start = ranks.index(obligation.owner) if obligation.owner in ranks else 0
+    top = ranks[-1]
+    start = _owner_index(ranks, obligation.owner)
     level = obligation.escalation_level
     next_at = obligation.next_escalation_at
     while next_at <= now:
-        if level > 0 and ranks[min(start + level, top)] == ranks[top]:
+        if level > 0 and _rank_at(ranks, start, level) == top:
             # Re-alerts of the top rank missed while nobody was watching (a worker outage, a
             # late event) collapse into one: jump to the latest interval boundary.
             next_at += interval * ((now - next_at) // interval)
@@ -58,7 +65,7 @@ def escalate(
                 kind=obligation.kind,
                 due_at=obligation.due_at,
                 escalation_level=level,
-                rank=ranks[min(start + level, top)],
+                rank=_rank_at(ranks, start, level),
                 raised_at=now,
                 scheduled_at=next_at,
                 risk_level=risk_level,
