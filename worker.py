@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.alerts import AlertActivities, AlertSink, pager_from_settings, sinks_from_settings
@@ -35,9 +35,23 @@ log = get_logger("mispers.worker")
 HEALTH_FILE = "worker.health"
 HEALTH_INTERVAL = 5.0
 
-# Pure-domain modules and pydantic are passed through the sandbox rather than re-imported for
-# every workflow run: the sandbox is most of the worker's CPU (docs/architecture.md, engine notes).
+# What the sandbox would pass through rather than re-import for every workflow run (it runs
+# only as a measured peer now, `workflow_runner(sandboxed=True)`).
 PASSTHROUGH = ("mispers", "activities", "pydantic", "pydantic_core", "annotated_types")
+
+
+def workflow_runner(*, sandboxed: bool = False) -> WorkflowRunner:
+    """The runner the worker and every replay use. Unsandboxed: the sandbox re-imports the
+    workflow modules for each cached workflow (a quarter of a cached episode's memory, and the
+    CPU of every replay). What it guards, workflow code that reads a clock, draws randomness or
+    does I/O, is refused before merge by the static ban (`ruff-deterministic.toml`) on every
+    module the workflows reach, and caught at replay by the recorded histories. The sandboxed
+    runner stays for measuring what it costs."""
+    if not sandboxed:
+        return UnsandboxedWorkflowRunner()
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+    )
 
 
 def build_worker(
@@ -62,9 +76,7 @@ def build_worker(
         open_store(settings.data_dir, settings.analytics) if settings.analytics_export else None
     )
     defaults: dict[str, Any] = {
-        "workflow_runner": SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-        ),
+        "workflow_runner": workflow_runner(),
         "graceful_shutdown_timeout": timedelta(seconds=20),
         "max_cached_workflows": settings.worker_cache,
         "identity": identity,

@@ -22,16 +22,10 @@ from mispers.engine.client import connect, submit_event
 from mispers.policy import PinnedPolicy, load_policy
 from mispers.security.keyring import open_ring
 from testkit.factories import event
-from worker import build_worker
+from worker import build_worker, workflow_runner
 
 
 async def measure(args: argparse.Namespace) -> None:
-    if args.unsandboxed:  # a measurement only: what the sandbox costs per cached workflow
-        from temporalio.worker import UnsandboxedWorkflowRunner
-
-        import worker
-
-        setattr(worker, "SandboxedWorkflowRunner", lambda **_: UnsandboxedWorkflowRunner())  # noqa: B010
     with stack() as st, tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
             data_dir=Path(tmp),
@@ -62,7 +56,8 @@ async def measure(args: argparse.Namespace) -> None:
 
             await asyncio.gather(*(one(i) for i in range(n)))
 
-        async with build_worker(client, settings):
+        chosen = workflow_runner(sandboxed=args.sandboxed)
+        async with build_worker(client, settings, workflow_runner=chosen):
             await report("w", args.warm)
             gc.collect()
             tracemalloc.start()
@@ -73,7 +68,7 @@ async def measure(args: argparse.Namespace) -> None:
             top = tracemalloc.take_snapshot().statistics("filename")[:8]
             tracemalloc.stop()
     n = args.episodes
-    runner = "unsandboxed" if args.unsandboxed else "sandboxed"
+    runner = "sandboxed" if args.sandboxed else "unsandboxed"
     console.print(
         f"{runner}: {n} episodes cached after {args.warm} warm: RSS +{rss1 - rss0:.1f} MiB "
         f"({(rss1 - rss0) * 1024 / n:.0f} KiB per episode), Python heap "
@@ -88,7 +83,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=300)
     parser.add_argument("--warm", type=int, default=50)
     parser.add_argument(
-        "--unsandboxed", action="store_true", help="measure with the unsandboxed workflow runner"
+        "--sandboxed",
+        action="store_true",
+        help="measure with the sandboxed workflow runner (the peer; the worker runs unsandboxed)",
     )
     asyncio.run(measure(parser.parse_args()))
 

@@ -15,6 +15,7 @@ from temporalio.worker import Replayer
 from mispers.domain.types import RiskLevel
 from mispers.engine.client import data_converter
 from mispers.policy.model import PerLevel
+from worker import workflow_runner
 from workflows.child_record import ChildRecord
 from workflows.episode import MissingChildEpisode
 
@@ -36,7 +37,9 @@ def test_there_is_a_recorded_history_of_each_workflow() -> None:
 async def test_recorded_history_replays_without_nondeterminism(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, TEXTS[path])
     replayer = Replayer(
-        workflows=[MissingChildEpisode, ChildRecord], data_converter=data_converter()
+        workflows=[MissingChildEpisode, ChildRecord],
+        data_converter=data_converter(),
+        workflow_runner=workflow_runner(),
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
@@ -53,7 +56,11 @@ async def test_a_changed_rule_is_caught(monkeypatch: pytest.MonkeyPatch) -> None
 
     episode = next(p for p in HISTORIES if p.stem.startswith("episode"))
     history = WorkflowHistory.from_json("changed", TEXTS[episode])
-    replayer = Replayer(workflows=[MissingChildEpisode], data_converter=data_converter())
+    replayer = Replayer(
+        workflows=[MissingChildEpisode],
+        data_converter=data_converter(),
+        workflow_runner=workflow_runner(),
+    )
     assert (
         await replayer.replay_workflow(history, raise_on_replay_failure=False)
     ).replay_failure is None

@@ -37,7 +37,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from mispers.api.app import create_app
 from mispers.api.auth import load_secret, mint_token
@@ -60,7 +59,7 @@ from mispers.security.codec import (
 from mispers.security.keyring import KeyRing, open_ring
 from testkit.factories import envelope, event
 from tests.conftest import eventually, start_dev_server
-from worker import PASSTHROUGH, build_worker
+from worker import build_worker, workflow_runner
 from workflows.child_record import ChildRecord
 from workflows.episode import MissingChildEpisode
 
@@ -535,9 +534,7 @@ async def test_history_decodes_and_replays_with_the_codec(engine: Engine, full_r
     replayer = Replayer(
         workflows=[MissingChildEpisode, ChildRecord],
         data_converter=engine.converter,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-        ),
+        workflow_runner=workflow_runner(),
     )
     for history in found.values():
         result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
@@ -692,9 +689,7 @@ async def test_rotation_mid_episode(engine: Engine, pinned: PinnedPolicy, tmp_pa
     replayer = Replayer(
         workflows=[MissingChildEpisode, ChildRecord],
         data_converter=encrypting(pydantic_data_converter, KeyRing.load(ring_path)),
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-        ),
+        workflow_runner=workflow_runner(),
     )
     await replayer.replay_workflow(history)
 
