@@ -85,22 +85,21 @@ def simulate(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     base, cand = load_policy(), load_policy(CANDIDATE)
     episodes = sum(len(g) for g in groups)
-    compared: list[sim.Compared] = []
     began = time.perf_counter()
     cpu = os.times()
     work = sim.jobs(groups, base, cand, until, {})
     with progress() as bar:
         task = bar.add_task("simulation, two policies", total=episodes)
-        for done in sim.run_all(work, processes, lambda d: bar.advance(task, len(d))):
-            compared.extend(done)
+        done = sim.run_and_merge(work, processes, lambda n: bar.advance(task, n))
     driven = time.perf_counter() - began
     result = compare(
-        compared, START.date(), (until - dt.timedelta(days=1)).date(),
+        done.compared, START.date(), (until - dt.timedelta(days=1)).date(),
         {"baseline": "shipped", "candidate": CANDIDATE.name}, [], "synthetic year",
+        (done.baseline, done.candidate),
     )  # fmt: skip
     seconds = time.perf_counter() - began
     after = os.times()
-    events = sum(c.events for c in compared)
+    events = sum(c.events for c in done.compared)
     # the workers' CPU (counted once the pool has been joined) and the parent's own
     cpu_seconds = sum(after[:4]) - sum(cpu[:4])
     return {

@@ -105,18 +105,22 @@ def simulate(
         register = pseudonymous_register(register)
     groups = sim.group_by_child(streams.by_episode)
     work = sim.jobs(groups, base, candidate, until, register)
-    compared: list[sim.Compared] = []
     with _progress() as bar:
         task = bar.add_task("episodes", total=len(streams.by_episode))
-        for done in sim.run_all(work, processes, lambda d: bar.advance(task, len(d))):
-            compared.extend(done)
-    compared.sort(key=lambda c: c.episode_id)
+        done = sim.run_and_merge(work, processes, lambda n: bar.advance(task, n))
+    done.compared.sort(key=lambda c: c.episode_id)
     labels = {
         "baseline": f"{base.force}/{base.version} ({Path(base_path).name})",
         "candidate": f"{candidate.force}/{candidate.version} ({policy.name})",
     }
     result = compare(
-        compared, first, last, labels, [w.as_dict() for w in weaker], streams.description
+        done.compared,
+        first,
+        last,
+        labels,
+        [w.as_dict() for w in weaker],
+        streams.description,
+        (done.baseline, done.candidate),
     )
     write_result(result, out)
     b, c = result["baseline"], result["candidate"]

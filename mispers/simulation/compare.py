@@ -4,25 +4,22 @@ both policies. Pure: counting only."""
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from mispers.simulation.run import Compared, Outcome
+from mispers.simulation.tally import (
+    CLOSURE_TYPES,
+    HOURS_OF_WEEK,
+    LATENESS,
+    LONDON,
+    NIGHT_FROM,
+    NIGHT_TO,
+    Tally,
+)
 
-LONDON = ZoneInfo("Europe/London")
 RANKS = ("officer", "sergeant", "inspector", "superintendent")
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-NIGHT_FROM, NIGHT_TO = 22, 7  # 22:00 to 07:00 London time
-LATENESS = (
-    ("under_1h", 60.0),
-    ("1h_to_4h", 240.0),
-    ("4h_to_24h", 1440.0),
-    ("1d_to_3d", 4320.0),
-    ("over_3d", float("inf")),
-)
-CLOSURE_TYPES = ("mispers.closure.requested", "mispers.closure.approved")
 CHANGED_SHOWN = 20
 CAVEAT = (
     "People's actions are replayed as they happened: the simulation shows what the candidate "
@@ -45,48 +42,27 @@ def is_night(at: dt.datetime) -> bool:
     return hour >= NIGHT_FROM or hour < NIGHT_TO
 
 
-def band(minutes: float) -> str:
-    return next(name for name, limit in LATENESS if minutes < limit)
-
-
-def _side(outcomes: Iterable[Outcome], days: int) -> dict[str, Any]:
-    by_rank: Counter[str] = Counter()
-    night: Counter[str] = Counter()
-    how: dict[str, list[int]] = {r: [0] * 168 for r in RANKS}
-    overdue: Counter[str] = Counter()
-    lateness: Counter[str] = Counter()
-    by_kind_lateness: dict[str, Counter[str]] = {}
-    refused: Counter[str] = Counter()
-    closures_refused = 0
-    # A year's millions of alerts fall in its 8,760 hours, and London's clock differs from UTC
-    # by whole hours: each UTC hour is placed in the local week once.
-    placed: dict[int, tuple[int, bool]] = {}
+def tally_of(outcomes: Iterable[Outcome]) -> Tally:
+    """Count outcomes that kept their alerts (a small set, or a faithfulness check)."""
+    tally = Tally()
     for o in outcomes:
-        for a in o.alerts:
-            by_rank[a.rank] += 1
-            hour = int(a.raised_at.timestamp()) // 3600
-            if (place := placed.get(hour)) is None:
-                local = a.raised_at.astimezone(LONDON)
-                night_hour = local.hour >= NIGHT_FROM or local.hour < NIGHT_TO
-                place = placed[hour] = (local.weekday() * 24 + local.hour, night_hour)
-            how.setdefault(a.rank, [0] * 168)[place[0]] += 1
-            if place[1]:
-                night[a.rank] += 1
-        for kind, minutes in o.overdue:
-            overdue[kind] += 1
-            lateness[band(minutes)] += 1
-            by_kind_lateness.setdefault(kind, Counter())[band(minutes)] += 1
-        for _, kind, code in o.refused:
-            refused[code] += 1
-            if kind in CLOSURE_TYPES:
-                closures_refused += 1
+        tally.add_alerts((a.rank, a.raised_at) for a in o.alerts)
+        tally.add_overdue(o.overdue)
+        tally.add_refused(o.refused)
+    return tally
+
+
+def _side(tally: Tally, days: int) -> dict[str, Any]:
+    by_rank = tally.by_rank
     ranks = [r for r in RANKS if by_rank[r]] + sorted(set(by_rank) - set(RANKS))
     total = sum(by_rank.values())
+    how = {r: tally.by_hour_of_week.get(r, [0] * HOURS_OF_WEEK) for r in ranks}
     busiest: dict[str, dict[str, Any]] = {}
     for r in ranks:
         counts = how[r]
-        top = max(range(168), key=lambda h: counts[h])
+        top = max(range(HOURS_OF_WEEK), key=lambda h: counts[h])
         busiest[r] = {"hour": hour_label(top), "alerts": counts[top]}
+    night = tally.night
     return {
         "alerts_by_rank": {r: by_rank[r] for r in ranks},
         "alerts_total": total,
@@ -94,15 +70,16 @@ def _side(outcomes: Iterable[Outcome], days: int) -> dict[str, Any]:
         "busiest_hour_of_week_by_rank": busiest,
         "night_share_by_rank": {r: round(night[r] / by_rank[r], 3) for r in ranks},
         "night_share": round(sum(night.values()) / total, 3) if total else 0.0,
-        "alerts_by_hour_of_week_by_rank": {r: how[r] for r in ranks},
-        "overdue_by_kind": dict(sorted(overdue.items())),
-        "overdue_total": sum(overdue.values()),
-        "overdue_by_lateness": {name: lateness[name] for name, _ in LATENESS},
+        "alerts_by_hour_of_week_by_rank": how,
+        "overdue_by_kind": dict(sorted(tally.overdue.items())),
+        "overdue_total": sum(tally.overdue.values()),
+        "overdue_by_lateness": {name: tally.lateness[name] for name, _ in LATENESS},
         "overdue_by_kind_and_lateness": {
-            k: {name: c[name] for name, _ in LATENESS} for k, c in sorted(by_kind_lateness.items())
+            k: {name: c[name] for name, _ in LATENESS}
+            for k, c in sorted(tally.lateness_by_kind.items())
         },
-        "refused_events_by_reason": dict(sorted(refused.items())),
-        "closures_refused": closures_refused,
+        "refused_events_by_reason": dict(sorted(tally.refused.items())),
+        "closures_refused": tally.closures_refused,
     }
 
 
@@ -112,7 +89,7 @@ def _change(c: Compared) -> dict[str, Any]:
     refused_k = {r[0] for r in k.refused}
     grades_differ = b.grades != k.grades or b.floor != k.floor
     score = (
-        abs(len(k.alerts) - len(b.alerts))
+        abs(k.alert_count - b.alert_count)
         + abs(len(k.overdue) - len(b.overdue))
         + 3 * len(refused_b ^ refused_k)
         + (2 if grades_differ else 0)
@@ -120,7 +97,7 @@ def _change(c: Compared) -> dict[str, Any]:
     return {
         "episode_id": c.episode_id,
         "score": score,
-        "alerts": [len(b.alerts), len(k.alerts)],
+        "alerts": [b.alert_count, k.alert_count],
         "overdue": [len(b.overdue), len(k.overdue)],
         "refused_events": [len(refused_b), len(refused_k)],
         "closure_refused": [
@@ -139,8 +116,13 @@ def compare(
     labels: dict[str, str],
     weaker: list[dict[str, str]],
     source: str,
+    tallies: tuple[Tally, Tally] | None = None,
 ) -> dict[str, Any]:
+    """`tallies`: each policy's counts as the workers kept them; without them, the counts are
+    taken from the outcomes' own alerts."""
     days = (last - first).days + 1
+    if tallies is None:
+        tallies = (tally_of(c.baseline for c in compared), tally_of(c.candidate for c in compared))
     changes = [_change(c) for c in compared]
     changed = sorted(
         (c for c in changes if c["score"]), key=lambda c: (-c["score"], c["episode_id"])
@@ -157,8 +139,8 @@ def compare(
         "weaker_than_national": weaker,
         "episodes": len(compared),
         "events": sum(c.events for c in compared),
-        "baseline": _side((c.baseline for c in compared), days),
-        "candidate": _side((c.candidate for c in compared), days),
+        "baseline": _side(tallies[0], days),
+        "candidate": _side(tallies[1], days),
         "episodes_changed": len(changed),
         "closures_refused_only_under_candidate": {
             "count": len(closures_now_refused),

@@ -18,6 +18,7 @@ from mispers.offline.driver import STREAM_ACTOR, ChildRecords, EpisodeRun, Recor
 from mispers.offline.synth import ADAPTER, register_lookup
 from mispers.parallel import in_processes
 from mispers.policy.model import Policy
+from mispers.simulation.tally import Tally
 
 # a child's episodes: (episode id, its event bodies in recorded order)
 Group = list[tuple[str, list[dict[str, Any]]]]
@@ -39,15 +40,21 @@ class AlertSeen(NamedTuple):
 
 @dataclass
 class Outcome:
-    """What the rules did with one episode under one policy, as the comparison needs it."""
+    """What the rules did with one episode under one policy, as the comparison needs it. The
+    alerts themselves stay in the worker, counted into its tally, unless the job keeps them."""
 
     alerts: list[AlertSeen] = field(default_factory=list)
+    alert_count: int = -1  # the alerts raised, kept or not (-1: as many as `alerts` holds)
     # (kind, minutes past the deadline before it was met, waived or lapsed, or the horizon)
     overdue: list[tuple[str, float]] = field(default_factory=list)
     refused: list[tuple[str, str, str]] = field(default_factory=list)  # (event id, type, code)
     grades: list[str] = field(default_factory=list)
     floor: str | None = None
     status: str = ""
+
+    def __post_init__(self) -> None:
+        if self.alert_count < 0:
+            self.alert_count = len(self.alerts)
 
 
 @dataclass
@@ -59,6 +66,15 @@ class Compared:
     candidate: Outcome
 
 
+@dataclass
+class Done:
+    """A job's episodes, and each policy's counts over them."""
+
+    compared: list[Compared]
+    baseline: Tally
+    candidate: Tally
+
+
 @dataclass(frozen=True)
 class Job:
     groups: list[Group]
@@ -66,15 +82,22 @@ class Job:
     candidate: Policy | None
     until: dt.datetime
     register: dict[str, list[LocationOfConcern]]
+    keep_alerts: bool = False  # each alert sent back, not only counted (faithfulness checks)
 
 
-def outcome(run: EpisodeRun, horizon: dt.datetime, types: dict[str, str]) -> Outcome:
+def outcome(
+    run: EpisodeRun, horizon: dt.datetime, types: dict[str, str], tally: Tally, keep_alerts: bool
+) -> Outcome:
     state = run.state
+    tally.add_alerts((_VALUE[a.rank], a.raised_at) for a in run.alerts)
     out = Outcome(
         alerts=[
             AlertSeen(a.alert_id, _VALUE[a.rank], _VALUE[a.kind], a.escalation_level, a.raised_at)
             for a in run.alerts
-        ],
+        ]
+        if keep_alerts
+        else [],
+        alert_count=len(run.alerts),
         refused=[(eid, types.get(eid, ""), code) for eid, code in run.refused],
         grades=[g.level.value for g in state.risk.history] if state.risk else [],
         floor=state.risk.floor.value if state.risk else None,
@@ -86,6 +109,8 @@ def outcome(run: EpisodeRun, horizon: dt.datetime, types: dict[str, str]) -> Out
             ended = state.closed_at or horizon
         if ob.due_at < ended:
             out.overdue.append((ob.kind.value, (ended - ob.due_at).total_seconds() / 60))
+    tally.add_overdue(out.overdue)
+    tally.add_refused(out.refused)
     return out
 
 
@@ -121,10 +146,11 @@ def _drive(
     )
 
 
-def run_job(job: Job) -> list[Compared]:
+def run_job(job: Job) -> Done:
     lookup = register_lookup(job.register)
     records = (ChildRecords(), ChildRecords())
     out: list[Compared] = []
+    tallies = (Tally(), Tally())
     for group in job.groups:
         for episode_id, bodies in group:
             stream = [parse(b) for b in bodies]
@@ -140,11 +166,11 @@ def run_job(job: Job) -> list[Compared]:
                     episode_id=episode_id,
                     events=len(stream),
                     reported_at=base.state.reported_at,
-                    baseline=outcome(base, job.until, types),
-                    candidate=outcome(cand, job.until, types),
+                    baseline=outcome(base, job.until, types, tallies[0], job.keep_alerts),
+                    candidate=outcome(cand, job.until, types, tallies[1], job.keep_alerts),
                 )
             )
-    return out
+    return Done(out, *tallies)
 
 
 def group_by_child(streams: dict[str, list[dict[str, Any]]]) -> list[Group]:
@@ -171,6 +197,7 @@ def jobs(
     until: dt.datetime,
     register: dict[str, list[LocationOfConcern]],
     chunk_events: int = CHUNK_EVENTS,
+    keep_alerts: bool = False,
 ) -> list[Job]:
     out: list[Job] = []
     chunk: list[Group] = []
@@ -179,15 +206,26 @@ def jobs(
         chunk.append(group)
         size += sum(len(b) for _, b in group)
         if size >= chunk_events:
-            out.append(Job(chunk, baseline, candidate, until, register))
+            out.append(Job(chunk, baseline, candidate, until, register, keep_alerts))
             chunk, size = [], 0
     if chunk:
-        out.append(Job(chunk, baseline, candidate, until, register))
+        out.append(Job(chunk, baseline, candidate, until, register, keep_alerts))
     return out
 
 
 def run_all(
-    work: list[Job], processes: int | None, on_done: Callable[[list[Compared]], None]
-) -> Iterator[list[Compared]]:
+    work: list[Job], processes: int | None, on_done: Callable[[Done], None]
+) -> Iterator[Done]:
     """Each job's result as it finishes (in any order)."""
     return in_processes(run_job, work, processes, on_done)
+
+
+def run_and_merge(work: list[Job], processes: int | None, advance: Callable[[int], None]) -> Done:
+    """Every job on every core, merged: all episodes, and each policy's counts summed;
+    `advance` is told how many episodes each finished job ran."""
+    merged = Done([], Tally(), Tally())
+    for done in run_all(work, processes, lambda d: advance(len(d.compared))):
+        merged.compared.extend(done.compared)
+        merged.baseline.merge(done.baseline)
+        merged.candidate.merge(done.candidate)
+    return merged

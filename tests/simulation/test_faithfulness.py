@@ -99,9 +99,11 @@ async def test_the_baseline_simulated_raises_the_alerts_the_workflows_raised(
     assert set(ids) <= set(streams_held.by_episode)
     wanted = {i: streams_held.by_episode[i] for i in ids}
     groups = sim.group_by_child(wanted)
-    work = sim.jobs(groups, pinned.policy, None, until, pseudonymous_register(register))
+    work = sim.jobs(
+        groups, pinned.policy, None, until, pseudonymous_register(register), keep_alerts=True
+    )
     simulated = {
-        c.episode_id: c.baseline for done in sim.run_all(work, 1, lambda _: None) for c in done
+        c.episode_id: c.baseline for c in sim.run_and_merge(work, 1, lambda _: None).compared
     }
 
     compared = exact = 0
