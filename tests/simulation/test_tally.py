@@ -19,7 +19,8 @@ CANDIDATE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "candida
 
 def _figures(policy: Policy, keep_alerts: bool, chunk_events: int) -> tuple[dict[str, Any], int]:
     streams = {
-        ep.episode_id: [dict(e) for e in ep.events] for ep in synthesize(80, DAYS, 11, policy, START)
+        ep.episode_id: [dict(e) for e in ep.events]
+        for ep in synthesize(80, DAYS, 11, policy, START)
     }
     groups = sim.group_by_child(streams)
     until = START + dt.timedelta(days=DAYS)
