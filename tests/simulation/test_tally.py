@@ -30,10 +30,10 @@ def _figures(policy: Policy, keep_alerts: bool, chunk_events: int) -> tuple[dict
     done = sim.run_and_merge(work, 1, lambda _: None)
     done.compared.sort(key=lambda c: c.episode_id)
     kept = sum(len(c.baseline.alerts) + len(c.candidate.alerts) for c in done.compared)
-    args = (done.compared, START.date(), (until - dt.timedelta(days=1)).date(), {}, [], "synth")
-    if keep_alerts:  # counted here, from every alert sent back
-        return compare(*args), kept
-    return compare(*args, (done.baseline, done.candidate)), kept
+    last = (until - dt.timedelta(days=1)).date()
+    # kept: counted here, from every alert sent back; else the workers' tallies, merged
+    tallies = None if keep_alerts else (done.baseline, done.candidate)
+    return compare(done.compared, START.date(), last, {}, [], "synth", tallies), kept
 
 
 def test_counts_kept_in_the_workers_give_the_figures_of_every_alert_counted_here(
