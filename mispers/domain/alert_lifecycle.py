@@ -187,6 +187,8 @@ def resolve_settled(state: EpisodeState, now: dt.datetime, settled: int) -> None
 
 def raised(state: EpisodeState, alerts: Sequence[Alert]) -> None:
     """The first step of alerts just raised (the ladder gave each the episode's grade)."""
+    if not (state.keeps_alert_steps() or state.keeps_alert_outbox() or state.alert_timeline):
+        return  # a simulation keeps none of the three `_emit` writes to, at every alert
     for alert in alerts:
         _emit(state, AlertState.TRIGGERED, alert, at=alert.raised_at, now=alert.raised_at)
 
