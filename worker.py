@@ -27,7 +27,6 @@ from mispers.analytics.store import open_store
 from mispers.config import Settings
 from mispers.engine.client import connect
 from mispers.logs import get_logger
-from mispers.malloc import ARENAS, limit_arenas
 from workflows.child_record import ChildRecord
 from workflows.episode import MissingChildEpisode
 
@@ -114,7 +113,6 @@ async def _touch_health(path: Path) -> None:
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Poll until `stop` is set (or SIGINT/SIGTERM); in-flight tasks finish before exit."""
-    arenas_bounded = limit_arenas()  # before the SDK's threads start (mispers/malloc.py)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -134,7 +132,6 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         task_queue=settings.task_queue,
         identity=identity,
         temporal=settings.effective_temporal_address,
-        malloc_arenas=ARENAS if arenas_bounded else "unbounded",
     )
     try:
         async with worker:
