@@ -58,9 +58,7 @@ def escalate(
             next_at += interval * ((now - next_at) // interval)
         level += 1
         raised.append(
-            # Built from the obligation's and the policy's own typed values: validating them
-            # again was a tenth of a simulated year (a test holds each to what validation gives).
-            Alert.model_construct(
+            Alert(
                 alert_id=alert_id(episode_id, obligation.id, level),
                 episode_id=episode_id,
                 obligation_id=obligation.id,
