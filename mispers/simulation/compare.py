@@ -12,11 +12,12 @@ from mispers.simulation.tally import (
     CLOSURE_TYPES,
     HOURS_OF_WEEK,
     LATENESS,
-    LONDON,
-    NIGHT_FROM,
-    NIGHT_TO,
     Tally,
+    hour_of_week,
+    is_night,
 )
+
+__all__ = ["CLOSURE_TYPES", "compare", "hour_label", "hour_of_week", "is_night", "tally_of"]
 
 RANKS = ("officer", "sergeant", "inspector", "superintendent")
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -28,18 +29,8 @@ CAVEAT = (
 )
 
 
-def hour_of_week(at: dt.datetime) -> int:
-    local = at.astimezone(LONDON)
-    return local.weekday() * 24 + local.hour
-
-
 def hour_label(how: int) -> str:
     return f"{DAYS[how // 24]} {how % 24:02d}:00"
-
-
-def is_night(at: dt.datetime) -> bool:
-    hour = at.astimezone(LONDON).hour
-    return hour >= NIGHT_FROM or hour < NIGHT_TO
 
 
 def tally_of(outcomes: Iterable[Outcome]) -> Tally:

@@ -29,11 +29,20 @@ def band(minutes: float) -> str:
     return next(name for name, limit in LATENESS if minutes < limit)
 
 
+def hour_of_week(at: dt.datetime) -> int:
+    local = at.astimezone(LONDON)
+    return local.weekday() * 24 + local.hour
+
+
+def is_night(at: dt.datetime) -> bool:
+    hour = at.astimezone(LONDON).hour
+    return hour >= NIGHT_FROM or hour < NIGHT_TO
+
+
 def _place(hour: int) -> tuple[int, bool]:
     """A UTC hour (since the epoch) as London's hour of the week, and whether it is night."""
-    local = dt.datetime.fromtimestamp(hour * 3600, dt.UTC).astimezone(LONDON)
-    night = local.hour >= NIGHT_FROM or local.hour < NIGHT_TO
-    return local.weekday() * 24 + local.hour, night
+    at = dt.datetime.fromtimestamp(hour * 3600, dt.UTC)
+    return hour_of_week(at), is_night(at)
 
 
 @dataclass

@@ -24,10 +24,19 @@ PLANTS = {
 }
 
 
-def ruff_as(path: str, source: str) -> subprocess.CompletedProcess[str]:
+def ruff_as(path: str, source: str, *config: str) -> subprocess.CompletedProcess[str]:
     ruff = str(RUFF) if RUFF.exists() else "ruff"
     return subprocess.run(
-        [ruff, "check", "--no-cache", "--output-format=concise", "--stdin-filename", path, "-"],
+        [
+            ruff,
+            "check",
+            "--no-cache",
+            "--output-format=concise",
+            *config,
+            "--stdin-filename",
+            path,
+            "-",
+        ],
         input=source,
         capture_output=True,
         text=True,
@@ -115,25 +124,7 @@ def workflow_callees() -> set[str]:
 
 def ruff_banned(path: str, source: str) -> subprocess.CompletedProcess[str]:
     """`ruff_as` with the ban's own config, for a file outside the banned folders."""
-    ruff = str(RUFF) if RUFF.exists() else "ruff"
-    return subprocess.run(
-        [
-            ruff,
-            "check",
-            "--no-cache",
-            "--output-format=concise",
-            "--config",
-            "ruff-deterministic.toml",
-            "--stdin-filename",
-            path,
-            "-",
-        ],
-        input=source,
-        capture_output=True,
-        text=True,
-        cwd=repo_root(),
-        check=False,
-    )
+    return ruff_as(path, source, "--config", "ruff-deterministic.toml")
 
 
 def test_the_workflows_reach_the_rules_record_and_policy_model() -> None:
