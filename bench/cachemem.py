@@ -43,8 +43,9 @@ async def measure(args: argparse.Namespace) -> None:
 
             async def one(i: int) -> None:
                 async with slots:
+                    child = f"C-{prefix}" if args.one_child else f"C-{prefix}{i}"
                     body = {
-                        "child": {"child_ref": f"C-{prefix}{i}"},
+                        "child": {"child_ref": child},
                         "last_seen_at": now.isoformat(),
                     }
                     await submit_event(
@@ -69,8 +70,10 @@ async def measure(args: argparse.Namespace) -> None:
             tracemalloc.stop()
     n = args.episodes
     runner = "sandboxed" if args.sandboxed else "unsandboxed"
+    runner += ", one child" if args.one_child else ", a child each"
     console.print(
-        f"{runner}: {n} episodes cached after {args.warm} warm: RSS +{rss1 - rss0:.1f} MiB "
+        f"{runner}: {n} episodes cached after {args.warm} warm (RSS {rss0:.0f} MiB): RSS "
+        f"+{rss1 - rss0:.1f} MiB "
         f"({(rss1 - rss0) * 1024 / n:.0f} KiB per episode), Python heap "
         f"+{(heap1 - heap0) / 2**20:.1f} MiB ({(heap1 - heap0) / 1024 / n:.0f} KiB per episode)"
     )
@@ -86,6 +89,12 @@ def main() -> None:
         "--sandboxed",
         action="store_true",
         help="measure with the sandboxed workflow runner (the peer; the worker runs unsandboxed)",
+    )
+    parser.add_argument(
+        "--one-child",
+        action="store_true",
+        help="every measured episode is of one child, so the figure is an episode's alone "
+        "(without it, each episode brings its own child record into the cache)",
     )
     asyncio.run(measure(parser.parse_args()))
 

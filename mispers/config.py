@@ -13,7 +13,11 @@ from mispers.domain.messages import TASK_QUEUE
 from mispers.engine.connection import TemporalConnection, load_connection
 from mispers.errors import ConfigError
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["DEFAULT_WORKER_CACHE", "ConfigError", "Settings", "load_settings"]
+
+# Sized to memory: at 10,000 open, alert waves fill the cache with episodes, and a worker with
+# 1,000 of them peaked at 487 MiB against a 500 MB budget.
+DEFAULT_WORKER_CACHE = 800
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,10 @@ class Settings:
     worker_metrics_port: int | None = None
     # Where the API finds the worker's metrics to append to its own /metrics (`mispers dev`).
     worker_metrics_url: str | None = None
-    # Workflows a worker keeps in memory. A wake or read of one not cached replays its history
-    # first (bench/README.md: lateness and read tails at 10,000 open); each costs memory.
-    worker_cache: int = 1000
+    # Workflows a worker keeps in memory. A wake of one not cached replays its history first;
+    # each cached episode holds about 0.4 MiB, so the default keeps a worker under 500 MB
+    # (about 130 MiB + 0.4 MiB per cached episode; bench/README.md).
+    worker_cache: int = DEFAULT_WORKER_CACHE
     # Where analytics records go: unset = a DuckDB file in the data dir; a directory = Parquet.
     analytics: str | None = None
     # False: closing episodes write no analytics record (to measure what the export costs).
@@ -158,7 +163,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             else None
         ),
         worker_metrics_url=_url(env, "MISPERS_WORKER_METRICS_URL"),
-        worker_cache=_int(env, "MISPERS_WORKER_CACHE", 1000, lo=0, hi=1_000_000),
+        worker_cache=_int(env, "MISPERS_WORKER_CACHE", DEFAULT_WORKER_CACHE, lo=0, hi=1_000_000),
         analytics=env.get("MISPERS_ANALYTICS") or None,
         analytics_export=_switch(env, "MISPERS_ANALYTICS_EXPORT", True),
         connection=connection,

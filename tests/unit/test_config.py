@@ -7,8 +7,8 @@ import pytest
 from mispers.config import ConfigError, load_settings
 
 
-def test_worker_cache_defaults_to_the_sdks_thousand_and_takes_a_number() -> None:
-    assert load_settings({}).worker_cache == 1000
+def test_worker_cache_defaults_to_a_memory_sized_800_and_takes_a_number() -> None:
+    assert load_settings({}).worker_cache == 800
     assert load_settings({"MISPERS_WORKER_CACHE": "5000"}).worker_cache == 5000
     assert load_settings({"MISPERS_WORKER_CACHE": "0"}).worker_cache == 0
 
