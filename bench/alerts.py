@@ -116,6 +116,7 @@ async def ramp(
     the deadlines, and the alerts, fall at that rate); `accepted` gets each accepted report's
     body (the check derives what each episode owes from it)."""
     high_every, concurrency, rate = args.high_every, args.concurrency, args.ramp_rate
+    limit = args.ramp_limit
     posts: list[float] = []
     retried: list[str] = []
     slots = asyncio.Semaphore(concurrency)
@@ -135,6 +136,9 @@ async def ramp(
                 if rate:  # a pacing clock, not a wait for work
                     await asyncio.sleep(max(0.0, started + i / rate - time.time()))
                 async with slots:
+                    if limit and time.time() > started + limit:
+                        bar.advance(task)  # past --ramp-limit: left unreported
+                        return
                     # Stamped when sent, as a real source would: stamped before the queue, every
                     # report would share one `time` and every deadline would fall at one instant.
                     body = report(episode_id, f"C-{episode_id}", risk)
@@ -399,19 +403,21 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
         timeline = Timeline(st, service, receiver, reports)
         sampling = asyncio.create_task(timeline.run())
         ramp_start, ramp_end, posts, retried = await ramp(service, ids, args, reports, peer)
-        rate = args.episodes / (ramp_end - ramp_start)
+        ids = list(reports)  # fewer than offered when --ramp-limit stopped the ramp
+        opened = len(ids)
+        rate = opened / (ramp_end - ramp_start)
         console.print(
-            f"{args.episodes} episodes open in {ramp_end - ramp_start:.0f} s "
+            f"{opened} of {args.episodes} episodes open in {ramp_end - ramp_start:.0f} s "
             f"({rate:.1f} reports/s); {len(receiver.snapshot())} alerts so far"
         )
         mem = memory(st, service)
         console.print(
-            f"RSS at {args.episodes} open: worker {mem['worker_rss_mib']:.0f} MiB, server "
+            f"RSS at {opened} open: worker {mem['worker_rss_mib']:.0f} MiB, server "
             f"{mem['server_rss_mib']:.0f} MiB, API {mem['api_rss_mib']:.0f} MiB"
         )
         reader = await connect(service.settings(st.temporal_port))
         reads = await supervisor_reads(service, ids, args.reads, reader)
-        console.print(f"supervisor reads at {args.episodes} open: {reads}")
+        console.print(f"supervisor reads at {opened} open: {reads}")
         # every episode's first deadline: the last report's falls first_deadline after it
         observe_end = ramp_end + first_deadline + args.observe
         # the same reads again in the middle of the wave of first deadlines (alerts firing)
@@ -479,7 +485,8 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
             "raw_worker_rss_mib": raw_rss,
         }
     result: dict[str, Any] = {
-        "episodes": args.episodes,
+        "episodes": opened,
+        "episodes_offered": args.episodes,
         "ramp_seconds": ramp_end - ramp_start,
         "reports_per_s": rate,
         "reports_retried_after_503": retried,
@@ -517,7 +524,7 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
 
 
 def figures(med: dict[str, float], args: argparse.Namespace) -> list[Figure]:
-    n = args.episodes
+    n = f"{med['episodes']:,.0f}"
     return [
         Figure(
             "episodes open",
@@ -678,6 +685,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=12.0,
         help="reports/s offered while ramping (0: as fast as the service takes them); the "
         "first deadlines, and so the alerts, then fall at this rate",
+    )
+    parser.add_argument(
+        "--ramp-limit",
+        type=float,
+        default=0.0,
+        help="stop reporting after this many seconds and measure the episodes opened by then "
+        "(0: no limit); for a run toward a size the machine may not reach in the time there is",
     )
     parser.add_argument(
         "--worker-cache",
