@@ -236,8 +236,9 @@ def memory(st: Stack, service: Service) -> dict[str, float]:
 @dataclass
 class Timeline:
     """Samples every `every` s of the whole run (ramp included): how many episodes are open,
-    alerts delivered, and each process's RSS, so a long run shows what grows with what and
-    where its peak fell, not only the figure at the end."""
+    alerts delivered, each process's RSS and CPU seconds, so a long run shows what grows with
+    what, where its peak fell and which process ran out of core first, not only the figures
+    at the end."""
 
     st: Stack
     service: Service
@@ -255,6 +256,9 @@ class Timeline:
                     "open": len(self.opened),
                     "delivered": len(self.receiver.snapshot()),
                     **memory(self.st, self.service),
+                    "worker_cpu_s": cpu_seconds(self.service.worker_pid),
+                    "server_cpu_s": cpu_seconds(self.st.server_pid),
+                    "api_cpu_s": cpu_seconds(self.service.api_pid),
                 }
             )
             await asyncio.sleep(self.every)  # a sampling clock, not a wait for work
