@@ -39,6 +39,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,6 +47,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from bench.common import (
+    REPO,
+    RESULTS_DIR,
     AlertReceiver,
     Figure,
     Service,
@@ -245,6 +248,7 @@ class Timeline:
     receiver: AlertReceiver
     opened: dict[str, Any]
     every: float = 5.0
+    path: Path | None = None  # each sample is also appended here, so a run cut short keeps it
     samples: list[dict[str, float]] = field(default_factory=list)
 
     async def run(self) -> None:
@@ -261,6 +265,9 @@ class Timeline:
                     "api_cpu_s": cpu_seconds(self.service.api_pid),
                 }
             )
+            if self.path is not None:
+                with self.path.open("a") as out:  # one short line every 5 s
+                    out.write(json.dumps(self.samples[-1]) + "\n")
             await asyncio.sleep(self.every)  # a sampling clock, not a wait for work
 
     def peaks(self) -> dict[str, float]:
@@ -275,6 +282,16 @@ class Timeline:
             if reached and str(reached) not in found:
                 found[str(reached)] = sample
         return found
+
+
+def timeline_path(args: argparse.Namespace) -> Path | None:
+    if args.no_json:
+        return None
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS_DIR / f"alerts-timeline-{stamp}.ndjson"
+    console.print(f"timeline (every 5 s) appended to {path.relative_to(REPO)}")
+    return path
 
 
 async def observe_until(
@@ -404,7 +421,7 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
         }
         wall0 = time.time()
         reports: dict[str, Any] = {}
-        timeline = Timeline(st, service, receiver, reports)
+        timeline = Timeline(st, service, receiver, reports, path=timeline_path(args))
         sampling = asyncio.create_task(timeline.run())
         ramp_start, ramp_end, posts, retried = await ramp(service, ids, args, reports, peer)
         ids = list(reports)  # fewer than offered when --ramp-limit stopped the ramp

@@ -68,3 +68,8 @@ def test_alert_bench_measures_a_raw_peer_on_the_same_waves() -> None:
     assert run["query_state_p95"] > 0 and run["reads_failed"] == 0
     names = {f["name"] for f in payload["figures"]}
     assert "alert lateness p99 Mispers / p99 raw peer" in names
+    # the timeline sampled the whole run: it saw every episode open and every process's RSS
+    samples = run["timeline"]
+    assert samples[-1]["open"] == run["episodes"] == 6
+    assert samples[-1]["worker_cpu_s"] > samples[0]["worker_cpu_s"]
+    assert run["peak_worker_rss_mib_whole_run"] >= run["worker_rss_mib"] > 0
