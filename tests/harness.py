@@ -32,6 +32,11 @@ TIMER_GUARD = dt.timedelta(seconds=5)
 GUARD_SKIPS = 20
 
 
+def sources_first(workflow_ids: Iterable[str]) -> list[str]:
+    """Each id once, child records (only ever written to) after the episodes that write."""
+    return sorted(dict.fromkeys(workflow_ids), key=lambda wid: wid.startswith("child-"))
+
+
 async def terminate_running(
     target: Client | WorkflowEnvironment, workflow_ids: Iterable[str]
 ) -> None:
@@ -48,11 +53,17 @@ async def terminate_running(
     a timer due within moments of the check fires and hands the worker a task just before the
     termination lands. Given the environment, a time-skipping server's clock is first moved
     past any timer of the workflow due within TIMER_GUARD, and idleness and the next timer are
-    read from one copy of the history, so a timer cannot fire between the two readings."""
+    read from one copy of the history, so a timer cannot fire between the two readings.
+
+    Episodes go before child records. An episode reaches its child's record by an
+    Update-with-start from an activity, so a child record terminated while one of its episodes
+    still runs is started again by that episode's next sync: a new run, whose first workflow
+    task is left with the worker as the test ends and holds the clock for every later test.
+    Once its episodes are terminated idle, nothing can write to a child record any more."""
     env = target if isinstance(target, WorkflowEnvironment) else None
     client = target.client if isinstance(target, WorkflowEnvironment) else target
     guard = env is not None and env.supports_time_skipping
-    for workflow_id in set(workflow_ids):
+    for workflow_id in sources_first(workflow_ids):
         for _ in range(GUARD_SKIPS):
             run = await eventually(
                 lambda wid=workflow_id: run_snapshot(client, wid),  # type: ignore[misc]
