@@ -16,6 +16,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from mispers.domain import episode as rules
+from mispers.domain.messages import child_workflow_id, episode_workflow_id
 from mispers.domain.state import EpisodeState, Obligation
 from mispers.engine.client import EventRejected, SubmitOutcome, query_episode_state, submit_event
 from mispers.policy import PinnedPolicy, Policy
@@ -34,7 +35,8 @@ GUARD_SKIPS = 20
 
 def sources_first(workflow_ids: Iterable[str]) -> list[str]:
     """Each id once, child records (only ever written to) after the episodes that write."""
-    return sorted(dict.fromkeys(workflow_ids), key=lambda wid: wid.startswith("child-"))
+    records = child_workflow_id("")
+    return sorted(dict.fromkeys(workflow_ids), key=lambda wid: wid.startswith(records))
 
 
 async def terminate_running(
@@ -234,7 +236,7 @@ class EpisodeDriver:
         at: dt.datetime | None = None,
         **kwargs: Any,
     ) -> SubmitOutcome:
-        STARTED.extend([f"episode-{self.episode_id}", f"child-{self.child_ref}"])
+        STARTED.extend([episode_workflow_id(self.episode_id), child_workflow_id(self.child_ref)])
         if self.guard_timers:
             await clear_of_timers(self.env, [self.episode_id], self.pinned.policy)
         when = at or await self.now()
