@@ -201,6 +201,9 @@ async def test_dev_starts_everything_runs_the_demo_and_stops_cleanly(tmp_path: P
         if dev.returncode is None:
             dev.send_signal(signal.SIGINT)
         rest, _ = await asyncio.wait_for(dev.communicate(), 60)
+        # shown with the failure when any step above fails (pytest prints a failed test's
+        # captured output), so a refused or dropped request comes with what the service said
+        print("".join(seen) + rest.decode())
     output = "".join(seen) + rest.decode()
     assert dev.returncode == 0, output
     assert "stopping" in output
