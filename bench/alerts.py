@@ -48,7 +48,6 @@ from temporalio.service import RPCError
 
 from bench.common import (
     REPO,
-    RESULTS_DIR,
     AlertReceiver,
     Figure,
     Service,
@@ -64,6 +63,7 @@ from bench.common import (
     print_machine,
     progress,
     report,
+    results_path,
     rss_mib,
     stack,
     write_results,
@@ -287,9 +287,7 @@ class Timeline:
 def timeline_path(args: argparse.Namespace) -> Path | None:
     if args.no_json:
         return None
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS_DIR / f"alerts-timeline-{stamp}.ndjson"
+    path = results_path("alerts-timeline", "ndjson")
     console.print(f"timeline (every 5 s) appended to {path.relative_to(REPO)}")
     return path
 

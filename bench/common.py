@@ -185,10 +185,15 @@ def print_machine(info: dict[str, Any]) -> None:
     )
 
 
-def write_results(name: str, payload: dict[str, Any]) -> Path:
+def results_path(name: str, suffix: str = "json") -> Path:
+    """A new file in bench/results, stamped with the time in UTC."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS_DIR / f"{name}-{stamp}.json"
+    return RESULTS_DIR / f"{name}-{stamp}.{suffix}"
+
+
+def write_results(name: str, payload: dict[str, Any]) -> Path:
+    path = results_path(name)
     path.write_text(json.dumps(payload, indent=2, default=str))
     console.print(f"results written to {path.relative_to(REPO)}")
     return path

@@ -15,9 +15,7 @@ from mispers.errors import ConfigError
 
 __all__ = ["DEFAULT_WORKER_CACHE", "ConfigError", "Settings", "load_settings"]
 
-# Sized to memory: at 10,000 open, alert waves fill the cache with episodes, and a worker with
-# 1,000 of them peaked at 487 MiB against a 500 MB budget.
-DEFAULT_WORKER_CACHE = 800
+DEFAULT_WORKER_CACHE = 800  # sized to memory: see `Settings.worker_cache`
 
 
 @dataclass(frozen=True)
