@@ -89,6 +89,10 @@ LAG = dt.timedelta(seconds=10)
 # task, runs when the episode runs again: the task a killed worker held is handed to another
 # after Temporal's workflow task timeout (the service keeps the default).
 WORKFLOW_TASK_TIMEOUT = dt.timedelta(seconds=10)
+# A workflow task that waited longer than this for a worker to take it (a restarted worker
+# replaying every episode it picks up, on a machine whose cores are taken) is a stall too: a
+# timer that falls due while it waits runs when the task is taken.
+QUEUE_WAIT = dt.timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -429,6 +433,9 @@ class Histories:
     # Per episode workflow: each workflow task that timed out, from its start to its timeout
     # (held by a killed worker, or by one too busy to answer in time).
     stalls: dict[str, list[tuple[dt.datetime, dt.datetime]]] = field(default_factory=dict)
+    # Workflow tasks that waited longer than QUEUE_WAIT for a worker, and the longest wait.
+    queue_waits: int = 0
+    longest_queue_wait: float = 0.0
 
 
 async def scan_histories(client: Client) -> Histories:
@@ -444,11 +451,13 @@ async def scan_histories(client: Client) -> Histories:
         found.episode_runs += workflow_type == EPISODE_WORKFLOW
         if workflow_type == EPISODE_WORKFLOW:
             found.wakes.setdefault(workflow_id, []).extend(await loop_wakes(client, history))
-        started: dt.datetime | None = None
+        stalls, waits = task_stalls(history)
+        if stalls:
+            found.stalls.setdefault(workflow_id, []).extend(stalls)
+        found.queue_waits += len(waits)
+        found.longest_queue_wait = max([found.longest_queue_wait, *waits])
         for ev in history.events:
-            if ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-                started = _instant(ev.event_time)
-            elif ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+            if ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
                 attrs = ev.workflow_task_failed_event_attributes
                 cause = WorkflowTaskFailedCause.Name(attrs.cause).removeprefix(
                     "WORKFLOW_TASK_FAILED_CAUSE_"
@@ -463,12 +472,34 @@ async def scan_histories(client: Client) -> Histories:
                     found.nondeterminism += 1
             elif ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
                 found.task_timeouts += 1
-                if started is not None:
-                    stall = (started, _instant(ev.event_time))
-                    found.stalls.setdefault(workflow_id, []).append(stall)
 
     await asyncio.gather(*(one(e.id, e.run_id, e.workflow_type) for e in executions))
     return found
+
+
+def task_stalls(
+    history: WorkflowHistory,
+) -> tuple[list[tuple[dt.datetime, dt.datetime]], list[float]]:
+    """The spans in which the run's workflow tasks stalled, and the queue waits among them (in
+    seconds): each task that timed out (from its start, or from its scheduling when no worker
+    took it) and each that waited over QUEUE_WAIT for a worker (scheduling to start)."""
+    stalls: list[tuple[dt.datetime, dt.datetime]] = []
+    waits: list[float] = []
+    started: dt.datetime | None = None
+    scheduled: dt.datetime | None = None
+    for ev in history.events:
+        if ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+            scheduled, started = _instant(ev.event_time), None
+        elif ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            started = _instant(ev.event_time)
+            if scheduled is not None and started - scheduled > QUEUE_WAIT:
+                waits.append((started - scheduled).total_seconds())
+                stalls.append((scheduled, started))
+        elif ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+            held = started or scheduled
+            if held is not None:
+                stalls.append((held, _instant(ev.event_time)))
+    return stalls, waits
 
 
 # The activities whose completion wakes the episode's loop (workflows/episode.py: its I/O lanes).
@@ -687,7 +718,9 @@ class Report:
             *[f"  raised, never delivered: {a}" for a in self.raised_not_delivered[:10]],
             f"workflow runs {h.executions} ({h.episode_runs} episode runs); workflow task "
             f"failures {sum(h.task_failures.values())} {dict(h.task_failures)}; "
-            f"task timeouts {h.task_timeouts}",
+            f"task timeouts {h.task_timeouts}; tasks that waited over "
+            f"{QUEUE_WAIT.total_seconds():g} s for a worker {h.queue_waits} "
+            f"(longest {h.longest_queue_wait:.1f} s)",
             *[f"  failed workflow task: {where}" for where in h.failed_tasks],
             f"non-determinism errors: {h.nondeterminism} in histories, "
             f"{self.log_nondeterminism} in worker logs",
@@ -905,7 +938,8 @@ def stall_spans(
     """The spans in which a timer that falls due runs late, overlaps merged: from just before a
     worker or server went down (a task it held) until it was back and a held task handed on;
     and, for one episode, each workflow task of it that timed out (from its start to the
-    timeout, when the next attempt is handed out)."""
+    timeout, when the next attempt is handed out) or waited over QUEUE_WAIT for a worker (from
+    its scheduling to its start)."""
     spans: list[tuple[dt.datetime, dt.datetime]] = []
     raw = [(down - LAG, up + WORKFLOW_TASK_TIMEOUT) for down, up in asleep]
     raw += [(started - LAG, ended) for started, ended in timed_out]
@@ -977,6 +1011,11 @@ def judge_alerts(
             due = alert.raised_at  # the instant the rules raise it when nothing runs late
             if alert.alert_id in raised:
                 ran = raised[alert.alert_id].raised_at
+                # Measured from the instant the rules scheduled it at the wakes the episode had
+                # (checked above to be the derivation's): after a stall, the top rank's repeats
+                # run on from the wake that ended it, so a later repeat is due later than when
+                # nothing runs late, and the stall's own lateness is judged at that wake.
+                due = raised[alert.alert_id].scheduled_at
             else:
                 ran = next((w for w in sorted(wakes) if w >= due), settled_at)
                 judged.overtaken.append(alert.alert_id)

@@ -82,6 +82,11 @@ ALERTS_MEMO = "alerts"
 # (older levels are superseded by the newer ones) and the latest resolved alerts.
 MEMO_UNRESOLVED_PER_OBLIGATION = 5
 MEMO_RESOLVED_KEPT = 50
+# ... and also keep, for each obligation, the newest unresolved alert of each rank and state, so
+# every `state:rank` token in `AlertStates` has its alert in the memo: a sergeant paged at the
+# first level still finds the alert under "my rank" until it is acknowledged or resolved, however
+# many times the top rank has been re-alerted since.
+MEMO_KEEPS_EACH_RANK = "memo-keeps-each-rank"
 # ... and judge the sender's authority (token role and rank) in the handler as in the validator.
 AUTHORITY_FROM_TOKEN = "authority-from-token"
 # ... and continue as new without waiting for the child-record sync or register look-up in
@@ -624,13 +629,7 @@ class MissingChildEpisode:
         """`GET /v1/alerts` reads alerts from the memo of the episodes visibility finds, so a
         listing replays no workflow; ids, ranks, times and the paged officer only."""
         alerts = self._state.alerts
-        by_obligation: dict[str, list[Alert]] = {}
-        for alert in alerts:
-            if alert.state is not AlertState.RESOLVED:
-                by_obligation.setdefault(alert.obligation_id, []).append(alert)
-        unresolved = [
-            a for kept in by_obligation.values() for a in kept[-MEMO_UNRESOLVED_PER_OBLIGATION:]
-        ]
+        unresolved = memo_unresolved(alerts, each_rank=workflow.patched(MEMO_KEEPS_EACH_RANK))
         resolved = [a for a in alerts if a.state is AlertState.RESOLVED][-MEMO_RESOLVED_KEPT:]
         memo = [_memo_entry(a) for a in sorted([*unresolved, *resolved], key=_raised_order)]
         if memo != self._memo:
@@ -674,6 +673,25 @@ MEMO_FIELDS = (
 def _memo_entry(alert: Alert) -> dict[str, Any]:
     data = alert.model_dump(mode="json", include=set(MEMO_FIELDS))
     return {name: data[name] for name in MEMO_FIELDS}
+
+
+def memo_unresolved(alerts: list[Alert], *, each_rank: bool) -> list[Alert]:
+    """The unresolved alerts the memo lists: the newest few of each obligation (older levels are
+    superseded) and, with `each_rank`, the newest of each rank and state too, so no `state:rank`
+    token of the index points at an episode whose memo has no such alert."""
+    by_obligation: dict[str, list[Alert]] = {}
+    for alert in alerts:
+        if alert.state is not AlertState.RESOLVED:
+            by_obligation.setdefault(alert.obligation_id, []).append(alert)
+    kept: list[Alert] = []
+    for listed in by_obligation.values():
+        chosen = listed[-MEMO_UNRESOLVED_PER_OBLIGATION:]
+        if each_rank:
+            newest = {(a.rank, a.state): a.alert_id for a in listed}
+            wanted = {a.alert_id for a in chosen} | set(newest.values())
+            chosen = [a for a in listed if a.alert_id in wanted]
+        kept += chosen
+    return kept
 
 
 def _raised_order(alert: Alert) -> tuple[datetime, int]:

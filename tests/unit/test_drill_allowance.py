@@ -8,10 +8,20 @@ import json
 from pathlib import Path
 from typing import cast
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
 
-from bench.drill import LAG, WORKFLOW_TASK_TIMEOUT, loop_wakes, run_by, stall_spans
+from bench.drill import (
+    LAG,
+    QUEUE_WAIT,
+    WORKFLOW_TASK_TIMEOUT,
+    loop_wakes,
+    run_by,
+    stall_spans,
+    task_stalls,
+)
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 S = dt.timedelta(seconds=1)
@@ -61,3 +71,45 @@ async def test_where_alerts_are_addressed_first_the_addressing_wakes_the_loop() 
     wakes = set(await loop_wakes(cast(Client, None), history))
     assert answered["address_alerts"] and answered["address_alerts"] <= wakes
     assert not answered["deliver_alerts_once"] & wakes
+
+
+def history_of(*events: tuple[float, EventType.ValueType]) -> WorkflowHistory:
+    """A run's workflow-task events at the given seconds after T0."""
+    built = []
+    for n, (seconds, kind) in enumerate(events, start=1):
+        at = Timestamp()
+        at.FromDatetime(T0 + seconds * S)
+        built.append(HistoryEvent(event_id=n, event_time=at, event_type=kind))
+    return WorkflowHistory("episode", built)
+
+
+def test_a_task_no_worker_took_stalls_from_its_scheduling_and_a_long_wait_is_a_stall() -> None:
+    """As a drill saw after a worker kill on a busy machine: a task scheduled on the killed
+    worker timed out unstarted after 10 s, and its next attempt waited 10.8 s for the restarted
+    worker, which was replaying every episode it picked up. A timer due in either stall ran when
+    the task was taken, not late by the rules."""
+    history = history_of(
+        (0.0, EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED),
+        (0.4, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED),
+        (0.9, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED),
+        (2.0, EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED),
+        (12.0, EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT),
+        (12.0, EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED),
+        (22.8, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED),
+        (23.0, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED),
+    )
+    stalls, waits = task_stalls(history)
+    assert stalls == [(T0 + 2 * S, T0 + 12 * S), (T0 + 12 * S, T0 + 22.8 * S)]
+    assert waits == [10.8]
+    spans = stall_spans([], stalls)
+    assert run_by(T0 + 10 * S, spans) == T0 + 22.8 * S + LAG
+
+
+def test_a_task_taken_within_the_queue_wait_is_no_stall() -> None:
+    taken = QUEUE_WAIT.total_seconds()
+    history = history_of(
+        (0.0, EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED),
+        (taken, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED),
+        (taken + 0.1, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED),
+    )
+    assert task_stalls(history) == ([], [])
