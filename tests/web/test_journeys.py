@@ -18,6 +18,7 @@ from tests.api.conftest import Stack, unique
 from tests.api.e2e import accepted, event, now, report, state
 from tests.conftest import eventually
 from tests.web.conftest import ARTEFACTS, Browsers
+from workflows.episode import MEMO_UNRESOLVED_PER_OBLIGATION
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +129,16 @@ async def test_supervisor_journey(
     await page.wait_for_function("el => el.textContent !== 'not ticking'", arg=countdown)
     assert re.fullmatch(r"(in|overdue by) \d+ .+", await countdown.inner_text())
 
-    # "Alerts for my rank": the episode has alerts raised to sergeants.
+    # "Alerts for my rank": the episode has alerts raised to sergeants, still listed for them
+    # after the top rank has been re-alerted more often than the memo keeps of one obligation.
+    def realerted(s: dict[str, Any]) -> bool:
+        levels = [
+            a["escalation_level"] for a in s["alerts"] if a["obligation_id"] == MISSING_CONTACT
+        ]
+        return max(levels, default=0) > MEMO_UNRESOLVED_PER_OBLIGATION + 1
+
+    await eventually(lambda: state(drill, stack, episode_id), realerted, within=60, interval=0.5)
+
     async def mine() -> int:
         await visit.goto("/ui/episodes?mine=yes")
         return await page.locator(f"tr[data-episode='{episode_id}']").count()
