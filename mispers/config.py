@@ -42,8 +42,9 @@ class Settings:
     # Where the API finds the worker's metrics to append to its own /metrics (`mispers dev`).
     worker_metrics_url: str | None = None
     # Workflows a worker keeps in memory. A wake of one not cached replays its history first;
-    # each cached episode holds about 0.4 MiB, so the default keeps a worker under 500 MB
-    # (about 130 MiB + 0.4 MiB per cached episode; bench/README.md).
+    # each new cached episode holds about 0.4 MiB, more once it carries alerts: about 130 MiB
+    # + 0.4 MiB per cached episode, and 491 MiB measured with 800 after 10,000 escalated
+    # episodes (bench/README.md).
     worker_cache: int = DEFAULT_WORKER_CACHE
     # Where analytics records go: unset = a DuckDB file in the data dir; a directory = Parquet.
     analytics: str | None = None
