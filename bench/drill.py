@@ -1008,15 +1008,15 @@ def judge_alerts(
         owed_ids = {a.alert_id for a in owed}
         judged.raised_not_owed += sorted(raised.keys() - owed_ids)
         for alert in owed:
-            due = alert.raised_at  # the instant the rules raise it when nothing runs late
             if alert.alert_id in raised:
-                ran = raised[alert.alert_id].raised_at
-                # Measured from the instant the rules scheduled it at the wakes the episode had
+                # Timed from the instant the rules scheduled it at the wakes the episode had
                 # (checked above to be the derivation's): after a stall, the top rank's repeats
                 # run on from the wake that ended it, so a later repeat is due later than when
                 # nothing runs late, and the stall's own lateness is judged at that wake.
                 due = raised[alert.alert_id].scheduled_at
+                ran = raised[alert.alert_id].raised_at
             else:
+                due = alert.raised_at  # the instant the rules raise it when nothing runs late
                 ran = next((w for w in sorted(wakes) if w >= due), settled_at)
                 judged.overtaken.append(alert.alert_id)
             late = (ran - due).total_seconds()

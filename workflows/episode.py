@@ -685,12 +685,10 @@ def memo_unresolved(alerts: list[Alert], *, each_rank: bool) -> list[Alert]:
             by_obligation.setdefault(alert.obligation_id, []).append(alert)
     kept: list[Alert] = []
     for listed in by_obligation.values():
-        chosen = listed[-MEMO_UNRESOLVED_PER_OBLIGATION:]
+        keep = {a.alert_id for a in listed[-MEMO_UNRESOLVED_PER_OBLIGATION:]}
         if each_rank:
-            newest = {(a.rank, a.state): a.alert_id for a in listed}
-            wanted = {a.alert_id for a in chosen} | set(newest.values())
-            chosen = [a for a in listed if a.alert_id in wanted]
-        kept += chosen
+            keep.update({(a.rank, a.state): a.alert_id for a in listed}.values())
+        kept += [a for a in listed if a.alert_id in keep]
     return kept
 
 
