@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# pytest processes for `make test` (pytest-xdist); each starts its own Temporal servers.
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint types unit install clean bench
 
@@ -31,7 +33,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	@types_out=$$(mktemp); \
 	$(BIN)/mypy > "$$types_out" 2>&1 & types_pid=$$!; \
-	$(BIN)/pytest -q -ra --durations=15; tests=$$?; \
+	$(BIN)/pytest -q -ra --durations=15 -n $(TEST_WORKERS); tests=$$?; \
 	wait $$types_pid; types=$$?; \
 	echo "$(BIN)/mypy"; cat "$$types_out"; rm -f "$$types_out"; \
 	test $$tests -eq 0 -a $$types -eq 0

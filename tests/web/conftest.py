@@ -4,11 +4,15 @@ npm registry injected into each page, and screenshots under artefacts/web/."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,30 +51,50 @@ AXE_RUN = """async (tags) => (await axe.run(document, {runOnly: {type: 'tag', va
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
 
 
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Held by one pytest process at a time: the suite runs in several, sharing the checkout."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def node_modules() -> Path:
-    """axe-core and oidc-provider, pinned by package-lock.json; `npm ci` on first use."""
+    """axe-core and oidc-provider, pinned by package-lock.json; `npm ci` on first use, by
+    whichever pytest process needs them first while the others wait for it."""
     modules = NODE_DIR / "node_modules"
-    if (
-        not (modules / "axe-core" / "axe.min.js").exists()
-        or not (modules / "oidc-provider").exists()
-    ):
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail("npm is needed by the browser tests (axe-core, oidc-provider)")
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--silent"],
-            cwd=NODE_DIR,
-            check=True,
-            timeout=600,
-        )
+    with locked(NODE_DIR / "node_modules.lock"):
+        if (
+            not (modules / "axe-core" / "axe.min.js").exists()
+            or not (modules / "oidc-provider").exists()
+        ):
+            npm = shutil.which("npm")
+            if npm is None:
+                pytest.fail("npm is needed by the browser tests (axe-core, oidc-provider)")
+            subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund", "--silent"],
+                cwd=NODE_DIR,
+                check=True,
+                timeout=600,
+            )
     return modules
 
 
 @dataclass
 class AxeLog:
-    """Each page's violations by impact, written to artefacts/web/axe.json as they come."""
+    """Each page's violations by impact, written to artefacts/web/axe.json as they come.
+
+    The suite's pytest processes share the file: each adds its pages under a lock, and a
+    file left by an earlier run of the suite is started afresh."""
 
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    run: str = field(
+        default_factory=lambda: os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)
+    )
 
     def add(self, name: str, violations: list[dict[str, Any]]) -> None:
         impacts: dict[str, int] = {}
@@ -81,8 +105,14 @@ class AxeLog:
             "by_impact": impacts,
             "rules": sorted({str(v["id"]) for v in violations}),
         }
-        ARTEFACTS.mkdir(parents=True, exist_ok=True)
-        (ARTEFACTS / "axe.json").write_text(json.dumps(self.results, indent=2, sort_keys=True))
+        path = ARTEFACTS / "axe.json"
+        with locked(ARTEFACTS / "axe.json.lock"):
+            shared: dict[str, Any] = {}
+            if path.exists():
+                shared = json.loads(path.read_text())
+            pages = shared.get("pages", {}) if shared.get("run") == self.run else {}
+            pages.update(self.results)
+            path.write_text(json.dumps({"run": self.run, "pages": pages}, indent=2, sort_keys=True))
 
 
 @pytest.fixture(scope="session")
