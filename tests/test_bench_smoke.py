@@ -73,3 +73,15 @@ def test_alert_bench_measures_a_raw_peer_on_the_same_waves() -> None:
     assert samples[-1]["open"] == run["episodes"] == 6
     assert samples[-1]["worker_cpu_s"] > samples[0]["worker_cpu_s"]
     assert run["peak_worker_rss_mib_whole_run"] >= run["worker_rss_mib"] > 0
+
+
+def test_cachemem_bench_measures_new_and_escalated_episodes() -> None:
+    """Three episodes measured new, then after each has raised an alert (a 1-hour deadline
+    falling in 6 s): the bench reaches the escalated reading, which needs every alert."""
+    from bench import cachemem
+
+    figures = cachemem.main(
+        ["--episodes", "3", "--warm", "1", "--alerts", "1", "--time-scale", "600"]
+    )
+    assert figures["rss_base_mib"] > 0
+    assert {"kib_per_new_episode", "kib_per_escalated_episode"} <= set(figures)
