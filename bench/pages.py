@@ -12,7 +12,11 @@ p95 ≤ 150 ms (at 10,000 open).
 
 The ramp is the long part (about 10 reports/s on 2 cores): its rate and the projected end are
 printed as it goes, and a ramp projected past `--max-minutes` stops early with the projection
-rather than running on (0: no bound).
+rather than running on (0: no bound). `--ramp-minutes M` instead reports for at most M minutes
+and measures at the episodes opened by then: the run toward a size the machine cannot reach in
+a session (100,000). Either way the run prints the RSS of the worker, the server and the API at
+the size reached, each one's share of a core during the ramp (which of them saturates first),
+and the ramp's rate over each tenth of the episodes offered (whether it slows as they grow).
 """
 
 from __future__ import annotations
@@ -20,22 +24,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import itertools
 import random
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from bench.common import (
     Figure,
+    Service,
+    Stack,
     console,
+    cpu_seconds,
     machine_info,
     percentile,
     print_figures,
     print_machine,
     progress,
     report,
+    rss_mib,
     stack,
     write_results,
 )
@@ -50,12 +60,28 @@ class RampTooSlow(Exception):
     """The ramp would run past --max-minutes: stopped early, the projection says by how much."""
 
 
+@dataclass
+class Ramp:
+    """What the ramp opened, how fast, and how fast in each tenth of it."""
+
+    opened: int
+    seconds: float
+    tenths: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.opened / self.seconds
+
+
 async def open_episodes(
-    url: str, token: str, ids: list[str], batch: int, max_minutes: float
-) -> float:
-    """Report every episode, `batch` per request; the reports per second achieved."""
+    url: str, token: str, ids: list[str], batch: int, max_minutes: float, ramp_minutes: float
+) -> Ramp:
+    """Report the episodes, `batch` per request, until all are open or `ramp_minutes` pass."""
     bar = progress()
     started = time.perf_counter()
+    tenth = max(batch, len(ids) // 10)
+    marks = [started]
+    done = 0
     async with httpx.AsyncClient(
         base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=300
     ) as http:
@@ -82,12 +108,22 @@ async def open_episodes(
                 rate = done / took
                 projected = len(ids) / rate / 60
                 bar.update(task, description=f"reporting ({rate:.1f}/s, ~{projected:.0f} min)")
-                if max_minutes and done >= max(batch, len(ids) // 20) and projected > max_minutes:
+                if done // tenth > len(marks) - 1:
+                    marks.append(time.perf_counter())
+                if ramp_minutes:
+                    if took > ramp_minutes * 60:
+                        break
+                elif max_minutes and done >= max(batch, len(ids) // 20) and projected > max_minutes:
                     raise RampTooSlow(
                         f"ramp at {rate:.1f} reports/s: {len(ids)} would take "
                         f"{projected:.0f} min, more than --max-minutes {max_minutes:g}"
                     )
-    return len(ids) / (time.perf_counter() - started)
+    tenths = [tenth / (b - a) for a, b in itertools.pairwise(marks)]
+    return Ramp(opened=done, seconds=time.perf_counter() - started, tenths=tenths)
+
+
+def processes(st: Stack, service: Service) -> dict[str, int]:
+    return {"worker": service.worker_pid, "server": st.server_pid, "api": service.api_pid}
 
 
 async def sign_in(http: httpx.AsyncClient, secret: bytes) -> None:
@@ -114,21 +150,30 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     console.print(f"started {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}")
     with stack() as st:
         service = st.add_service("pages")
-        rate = await open_episodes(service.url, service.token, ids, args.batch, args.max_minutes)
+        pids = processes(st, service)
+        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        ramp = await open_episodes(
+            service.url, service.token, ids, args.batch, args.max_minutes, args.ramp_minutes
+        )
+        cpu = {name: (cpu_seconds(pid) - cpu0[name]) / ramp.seconds for name, pid in pids.items()}
+        rss = {name: rss_mib(pid) for name, pid in pids.items()}
+        ids = ids[: ramp.opened]
         console.print(
-            f"{args.episodes} episodes open ({rate:.1f} reports/s; at this rate 10,000 take "
-            f"{10_000 / rate / 60:.0f} min)"
+            f"{ramp.opened} of {args.episodes} episodes open in {ramp.seconds / 60:.1f} min "
+            f"({ramp.rate:.1f} reports/s; at this rate 100,000 take "
+            f"{100_000 / ramp.rate / 3600:.1f} h); RSS MiB {rss}; share of a core {cpu}; "
+            f"reports/s by tenth {[round(r, 1) for r in ramp.tenths]}"
         )
         secret = load_secret(service.settings(st.temporal_port), env={})
         bearer = {"authorization": f"Bearer {service.token}"}
         async with httpx.AsyncClient(base_url=service.url, timeout=60) as http:
             await sign_in(http, secret)
             # Visibility is eventually consistent: wait until the counts have them all.
-            deadline = time.monotonic() + max(120, args.episodes / 20)
+            deadline = time.monotonic() + max(120, len(ids) / 20)
             while time.monotonic() < deadline:
                 page = await http.get("/ui/episodes")
                 found = re.search(r'id="count-open">(\d+)<', page.text)
-                if found and int(found.group(1)) >= args.episodes:
+                if found and int(found.group(1)) >= len(ids):
                     break
                 await asyncio.sleep(1)  # polling the index, not waiting for work
             rng = random.Random(7)
@@ -148,8 +193,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     api_singles.append(await timed(http, f"/v1/episodes/{chosen}", **bearer))
                     bar.advance(task, 4)
     return {
-        "episodes": args.episodes,
-        "reports_per_s": rate,
+        "episodes": len(ids),
+        "episodes_offered": args.episodes,
+        "ramp_seconds": ramp.seconds,
+        "reports_per_s": ramp.rate,
+        "reports_per_s_by_tenth": ramp.tenths,
+        "rss_mib": rss,
+        "cpu_share_during_ramp": cpu,
         "list_p50": percentile(lists, 50),
         "list_p95": percentile(lists, 95),
         "episode_p50": percentile(singles, 50),
@@ -161,7 +211,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=2000)
     parser.add_argument("--reads", type=int, default=200)
@@ -169,7 +219,14 @@ def main() -> None:
     parser.add_argument(
         "--max-minutes", type=float, default=30, help="stop a ramp projected past this (0: none)"
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--ramp-minutes",
+        type=float,
+        default=0,
+        help="report for at most this long, then measure what is open (0: open them all)",
+    )
+    parser.add_argument("--no-json", action="store_true", help="do not write bench/results/")
+    args = parser.parse_args(argv)
     info = machine_info()
     print_machine(info)
     try:
@@ -177,10 +234,25 @@ def main() -> None:
     except RampTooSlow as exc:
         console.print(f"[red bold]stopped[/]: {exc}")
         raise SystemExit(2) from None
+    n = result["episodes"]
     print_figures(
-        f"dashboard pages at {args.episodes} open episodes",
+        f"dashboard pages at {n} open episodes",
         [
-            Figure("reports/s while opening", result["reports_per_s"], "reports/s"),
+            Figure("episodes open", n, "", note=f"of {args.episodes} offered"),
+            Figure(
+                "reports/s while opening",
+                result["reports_per_s"],
+                "reports/s",
+                note="by tenth: " + ", ".join(f"{r:.1f}" for r in result["reports_per_s_by_tenth"]),
+            ),
+            *(
+                Figure(f"{name} RSS at {n} open", mib, "MiB")
+                for name, mib in result["rss_mib"].items()
+            ),
+            *(
+                Figure(f"{name} share of a core while opening", share, "cores")
+                for name, share in result["cpu_share_during_ramp"].items()
+            ),
             Figure(
                 "GET /ui/episodes p95",
                 result["list_p95"] * 1000,
@@ -203,8 +275,10 @@ def main() -> None:
             Figure("wall time of the run", result["wall_s"] / 60, "min"),
         ],
     )
-    path = write_results("pages", {"machine": info, "args": vars(args), "result": result})
-    console.print(f"results: {path}")
+    if not args.no_json:
+        path = write_results("pages", {"machine": info, "args": vars(args), "result": result})
+        console.print(f"results: {path}")
+    return result
 
 
 if __name__ == "__main__":

@@ -85,3 +85,28 @@ def test_cachemem_bench_measures_new_and_escalated_episodes() -> None:
     )
     assert figures["rss_base_mib"] > 0
     assert {"kib_per_new_episode", "kib_per_escalated_episode"} <= set(figures)
+
+
+def test_pages_bench_stops_its_ramp_at_the_time_limit_and_measures_what_is_open() -> None:
+    """A ramp limited to a few milliseconds stops after its first batch: the pages are timed at
+    the ten episodes open, with each process's memory and share of a core."""
+    from bench import pages
+
+    result = pages.main(
+        [
+            *("--episodes", "30", "--batch", "10", "--ramp-minutes", "0.0001"),
+            *("--reads", "2", "--no-json"),
+        ]
+    )
+    assert (result["episodes"], result["episodes_offered"]) == (10, 30)
+    assert (
+        set(result["rss_mib"])
+        == set(result["cpu_share_during_ramp"])
+        == {
+            "worker",
+            "server",
+            "api",
+        }
+    )
+    assert all(mib > 0 for mib in result["rss_mib"].values())
+    assert result["list_p95"] > 0 and result["episode_p95"] > 0
