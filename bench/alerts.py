@@ -229,11 +229,7 @@ async def supervisor_reads(
 
 
 def memory(st: Stack, service: Service) -> dict[str, float]:
-    return {
-        "worker_rss_mib": rss_mib(service.worker_pid),
-        "server_rss_mib": rss_mib(st.server_pid),
-        "api_rss_mib": rss_mib(service.api_pid),
-    }
+    return {f"{name}_rss_mib": rss_mib(pid) for name, pid in st.pids(service).items()}
 
 
 @dataclass
@@ -410,12 +406,7 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
             )
         cpu0 = {
             name: cpu_seconds(pid)
-            for name, pid in (
-                ("worker", service.worker_pid),
-                ("server", st.server_pid),
-                ("api", service.api_pid),
-                ("bench", os.getpid()),
-            )
+            for name, pid in {**st.pids(service), "bench": os.getpid()}.items()
         }
         wall0 = time.time()
         reports: dict[str, Any] = {}
@@ -463,12 +454,7 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
         raw_got = raw_receiver.snapshot()
         cpu = {
             name: cpu_seconds(pid) - cpu0[name]
-            for name, pid in (
-                ("worker", service.worker_pid),
-                ("server", st.server_pid),
-                ("api", service.api_pid),
-                ("bench", os.getpid()),
-            )
+            for name, pid in {**st.pids(service), "bench": os.getpid()}.items()
         }
         wall = time.time() - wall0
     lost = sorted(expected - set(got))

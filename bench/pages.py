@@ -35,8 +35,6 @@ import httpx
 
 from bench.common import (
     Figure,
-    Service,
-    Stack,
     console,
     cpu_seconds,
     machine_info,
@@ -122,10 +120,6 @@ async def open_episodes(
     return Ramp(opened=done, seconds=time.perf_counter() - started, tenths=tenths)
 
 
-def processes(st: Stack, service: Service) -> dict[str, int]:
-    return {"worker": service.worker_pid, "server": st.server_pid, "api": service.api_pid}
-
-
 async def sign_in(http: httpx.AsyncClient, secret: bytes) -> None:
     ticket = mint_ticket(secret, Role.SUPERVISOR, "SGT-BENCH", Rank.SERGEANT)
     answer = await http.post("/ui/signin", data={"ticket": ticket})
@@ -150,7 +144,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     console.print(f"started {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}")
     with stack() as st:
         service = st.add_service("pages")
-        pids = processes(st, service)
+        pids = st.pids(service)
         cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
         ramp = await open_episodes(
             service.url, service.token, ids, args.batch, args.max_minutes, args.ramp_minutes
