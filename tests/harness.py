@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,13 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import (
+    HandleUpdateInput,
+    Interceptor,
+    UnsandboxedWorkflowRunner,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
 
 from mispers.domain import episode as rules
 from mispers.domain.messages import child_workflow_id, episode_workflow_id
@@ -204,6 +212,71 @@ async def skip_past(env: WorkflowEnvironment, instant: dt.datetime, now: dt.date
 
 
 STARTED: list[str] = []
+
+
+@dataclass
+class Hold:
+    """How long the worker is slow with each Update's task; 0 when it is not."""
+
+    seconds: float = 0.0
+
+
+UPDATE_HOLD = Hold()
+
+
+class _HoldUpdates(WorkflowInboundInterceptor):
+    async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
+        if UPDATE_HOLD.seconds:
+            # The worker is slow with this task (blocking, as a loaded machine would be).
+            time.sleep(UPDATE_HOLD.seconds)  # noqa: ASYNC251
+        return await super().handle_update_handler(input)
+
+
+class HoldUpdates(Interceptor):
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        return _HoldUpdates
+
+
+# A report's task held this long starts the loop's timer as late; an event is then sent this
+# long after the deadline, and its task must end before the late timer fires.
+LATE_TIMER_HOLD = 4.0
+AFTER_DEADLINE = dt.timedelta(milliseconds=500)
+
+
+async def send_after_late_timer(d: EpisodeDriver) -> dt.datetime:
+    """Report an episode with a slow task, then send `enquiry.recorded` just after the systems
+    checks fall due and before their timer fires; the deadline is returned. The server starts a
+    timer when the task that set it completes, so the slow task made the timer late. Needs a
+    worker with `slow_update_worker_options`."""
+    UPDATE_HOLD.seconds = LATE_TIMER_HOLD
+    try:
+        await d.send("episode.reported")
+    finally:
+        UPDATE_HOLD.seconds = 0
+    state = await d.state()
+    due = min(o.due_at for o in state.outstanding() if o.due_at is not None)
+    checks = state.obligation("systems_checks")
+    assert checks is not None and checks.due_at == due, "the loop's timer is the systems checks'"
+    await d.env.sleep(due - await d.now() + AFTER_DEADLINE)
+    d.guard_timers = False  # the guard would move the clock past the late timer
+    try:
+        outcome = await asyncio.wait_for(d.send("enquiry.recorded"), timeout=CLOCK_CHECK)
+    finally:
+        d.guard_timers = True
+    assert outcome.status == "accepted"
+    return due
+
+
+def slow_update_worker_options() -> dict[str, Any]:
+    """`build_worker` options for a worker whose Update tasks `UPDATE_HOLD` makes slow: the
+    hold blocks the workflow thread on purpose, so no sandbox and no deadlock detector."""
+    return {
+        "interceptors": [HoldUpdates()],
+        "workflow_runner": UnsandboxedWorkflowRunner(),
+        "debug_mode": True,
+    }
 
 
 class EpisodeDriver:

@@ -13,8 +13,9 @@ server-side retry, reassessment, disclosure, closure refused then approved with 
 the others each follow one path alone: a neglected episode escalating to the top rank, a
 repeat child crossing each threshold, closure refused then approved with waivers, a location
 of concern, a location of concern checked while the child's record cannot be reached (the
-look-up and the sync in lanes of their own), a disclosure leading to a crime obligation, and an
-episode that continues as new."""
+look-up and the sync in lanes of their own), a disclosure leading to a crime obligation, an
+episode that continues as new, and an event that arrives between a deadline and its late
+timer."""
 
 from __future__ import annotations
 
@@ -39,7 +40,13 @@ from mispers.engine.client import EventRejected
 from mispers.policy import PinnedPolicy, load_policy
 from testkit.receivers import webhook_receiver
 from tests.conftest import eventually, register_search_attributes, start_time_skipping_server
-from tests.harness import STARTED, EpisodeDriver, terminate_running
+from tests.harness import (
+    STARTED,
+    EpisodeDriver,
+    send_after_late_timer,
+    slow_update_worker_options,
+    terminate_running,
+)
 from worker import build_worker
 from workflows.child_record import ChildRecord, ChildRecordInput
 
@@ -184,6 +191,12 @@ async def continued_as_new(d: EpisodeDriver) -> None:
     await d.close()
 
 
+async def late_timer(d: EpisodeDriver) -> None:
+    """An event between a deadline and its late timer: the deadline is raised first."""
+    await send_after_late_timer(d)
+    await d.close()
+
+
 # name -> (scenario, the workflows it records: "episode", "first_run", "child_record")
 SCENARIOS: dict[str, tuple[Callable[[EpisodeDriver], Awaitable[None]], tuple[str, ...]]] = {
     "full": (full_episode, ("episode", "child_record")),
@@ -194,7 +207,10 @@ SCENARIOS: dict[str, tuple[Callable[[EpisodeDriver], Awaitable[None]], tuple[str
     "location-while-record-stalled": (location_while_record_stalled, ("episode",)),
     "disclosure": (disclosure, ("episode",)),
     "continued-as-new": (continued_as_new, ("first_run",)),
+    "late-timer": (late_timer, ("episode",)),
 }
+# Scenarios whose worker is slow with Update tasks (`tests.harness.UPDATE_HOLD`).
+SLOW_UPDATES = {"late-timer"}
 
 
 async def save(client: Client, workflow_id: str, name: str, run_id: str | None = None) -> Path:
@@ -243,7 +259,8 @@ async def record_one(work: Path, name: str) -> list[Path]:
                 data_dir=work, alert_webhook_url=hook.url, locations_of_concern=register
             )
             queue = f"record-{uuid.uuid4().hex[:6]}"
-            async with build_worker(env.client, settings, task_queue=queue):
+            options = slow_update_worker_options() if name in SLOW_UPDATES else {}
+            async with build_worker(env.client, settings, task_queue=queue, **options):
                 child = f"CH-{uuid.uuid4().hex[:6]}"
                 d = EpisodeDriver(env, pinned, queue, f"R-{uuid.uuid4().hex[:8]}", child)
                 await scenario(d)

@@ -116,6 +116,10 @@ LOCAL_ROUND_CRASH_FALLS_BACK = "local-alert-round-crash-falls-back"
 # ... and keep its whole state, packed, in the memo: a detail read is then one server call
 # (DescribeWorkflowExecution) and never waits for a worker to replay the episode.
 STATE_MEMO = "episode-state-memo"
+# ... and judge an event after every deadline that fell due before it, whether the timer
+# watching that deadline has fired yet or not.
+DUE_BEFORE_EVENT = "deadlines-due-before-event"
+
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -233,11 +237,7 @@ class MissingChildEpisode:
 
     def _transition_batches(self, raised: list[Alert]) -> list[AlertBatch]:
         """One batch per step and person to page, in the order the steps happened."""
-        for alert in raised:
-            workflow.logger.info(
-                "alert raised",
-                extra={"alert_id": alert.alert_id, "rank": alert.rank.value},
-            )
+        _log_raised(raised)
         batches: list[AlertBatch] = []
         for step in lifecycle.drain(self._state):
             last = batches[-1] if batches else None
@@ -330,6 +330,8 @@ class MissingChildEpisode:
         if event_key(event) in self._keys or self._repeat_ack(event):
             return self._result(event, input.request_id, "duplicate")
         now = workflow.now()
+        if self._state.alert_lifecycle and workflow.patched(DUE_BEFORE_EVENT):
+            self._raise_due_before(now)
         try:
             rules.check_event(
                 self._state,
@@ -348,6 +350,15 @@ class MissingChildEpisode:
             self._queue_io(f"{LOCATION_PREFIX}{check.postcode_key}:{check.event_id}")
         self._wake = True
         return self._result(event, input.request_id, "accepted")
+
+    def _raise_due_before(self, now: datetime) -> None:
+        """Deadlines a late timer has not reported yet, raised as at the instants they fell due:
+        their steps wait in the lifecycle's outbox, and the loop, woken, hands them to the
+        sinks with its own."""
+        raised = rules.advance_before(self._state, self._policy, now)
+        _log_raised(raised)
+        if raised:
+            self._wake = True
 
     @record_event.validator
     def validate_event(self, input: RecordEventInput) -> None:
@@ -635,6 +646,13 @@ class MissingChildEpisode:
         if memo != self._memo:
             changes[ALERTS_MEMO] = memo
             self._memo = memo
+
+
+def _log_raised(alerts: list[Alert]) -> None:
+    for alert in alerts:
+        workflow.logger.info(
+            "alert raised", extra={"alert_id": alert.alert_id, "rank": alert.rank.value}
+        )
 
 
 def _is_child_sync(item: str) -> bool:

@@ -1,11 +1,13 @@
 """One episode's events through the rules, in the order and at the instants the workflow sees.
 
 The workflow (workflows/episode.py) answers each event in its Update handler, then its loop
-calls `advance` at that instant and sleeps until `next_wakeup`; an Update that arrives at the
-instant a timer fires is handled first. Its I/O (the child's record, the locations register)
-runs after the event that asked for it, one lane per kind. This module does the same with the
-I/O answered in memory at the event's instant: the child's record by the same pure rules the
-child-record workflow uses, the register by a look-up function.
+calls `advance` at that instant and sleeps until `next_wakeup`. The handler first raises what
+fell due strictly before the event (`advance_before`), whether or not its timer has fired, so
+timers due before an event come first and one due at the event's very instant comes after.
+Its I/O (the child's record, the locations register) runs after the event that asked for it,
+one lane per kind. This module does the same with the I/O answered in memory at the event's
+instant: the child's record by the same pure rules the child-record workflow uses, the register
+by a look-up function.
 """
 
 from __future__ import annotations

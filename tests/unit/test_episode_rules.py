@@ -325,3 +325,23 @@ def test_periodic_reviews_while_missing_go_to_inspector_then_superintendent_then
     ep.send("risk.assessed", {"level": "high", "rank": "superintendent", "assessed_by": "S-1"})
     third = ep.ob("risk_review:3")
     assert (third.owner.value, third.due_at - T0) == ("superintendent", 12 * H)
+
+
+def test_an_event_is_judged_after_the_deadlines_that_passed_before_it() -> None:
+    """A timer can reach the workflow after an event that came later: what fell due strictly
+    before the event's instant is raised first, what falls due at that very instant is not."""
+    ep = reported()
+    due = rules.next_wakeup(ep.state, POLICY)
+    assert due is not None
+    assert rules.advance_before(ep.state, POLICY, due) == []
+    assert ep.state.alerts == []
+
+    late = due + dt.timedelta(milliseconds=40)
+    raised = rules.advance_before(ep.state, POLICY, late)
+    assert raised and all(a.raised_at == due for a in raised)
+    assert {a.obligation_id for a in raised} == {
+        o.id for o in ep.state.obligations if o.escalation_level
+    }
+    # raised once: the timer that fires afterwards finds nothing more due
+    assert rules.advance(ep.state, POLICY, late) == []
+    assert rules.advance_before(ep.state, POLICY, late) == []

@@ -16,7 +16,12 @@ from mispers.domain.episode.activity_results import apply_child_history, apply_l
 from mispers.domain.episode.checks import check_event
 from mispers.domain.episode.context import Effects, LocationCheck
 from mispers.domain.episode.handlers import apply_event, crime_hint
-from mispers.domain.episode.timing import advance, advance_and_next_wakeup, next_wakeup
+from mispers.domain.episode.timing import (
+    advance,
+    advance_and_next_wakeup,
+    advance_before,
+    next_wakeup,
+)
 from mispers.domain.state import EpisodeState
 
 __all__ = [
@@ -24,6 +29,7 @@ __all__ = [
     "LocationCheck",
     "advance",
     "advance_and_next_wakeup",
+    "advance_before",
     "apply_child_history",
     "apply_event",
     "apply_location_hits",

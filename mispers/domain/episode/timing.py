@@ -18,6 +18,20 @@ def advance(state: EpisodeState, policy: Policy, now: dt.datetime) -> list[Alert
     return _advance(state, policy, now)[0]
 
 
+def advance_before(state: EpisodeState, policy: Policy, instant: dt.datetime) -> list[Alert]:
+    """What fell due strictly before `instant`, each at the instant its timer was due.
+
+    An event judged at `instant` must see every deadline that passed before it, whether or not
+    the timer watching that deadline has fired yet: a server starts a timer when the task that
+    asked for it completes, so a slow task makes the timer late, and an event can reach the
+    workflow first. The order is the offline driver's: timers due before an event, the event,
+    then a timer due at the event's very instant."""
+    raised: list[Alert] = []
+    while (wake := next_wakeup(state, policy)) is not None and wake < instant:
+        raised += advance(state, policy, wake)
+    return raised
+
+
 def advance_and_next_wakeup(
     state: EpisodeState, policy: Policy, now: dt.datetime
 ) -> tuple[list[Alert], dt.datetime | None]:
