@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from mispers.config import Settings
+from mispers.domain.messages import episode_workflow_id
 from mispers.domain.types import ObligationStatus
 from mispers.engine.client import EventRejected
 from mispers.policy import PinnedPolicy
@@ -18,6 +21,7 @@ from testkit.receivers import WebhookReceiver, webhook_receiver
 from tests.conftest import eventually
 from tests.harness import STARTED, EpisodeDriver, terminate_running
 from worker import build_worker
+from workflows.episode import BASELINE
 
 pytestmark = pytest.mark.integration
 
@@ -120,3 +124,36 @@ async def test_seven_day_episode_escalates_through_every_rank_then_closes_with_w
     delivered = webhook.alert_ids()
     assert {a.alert_id for a in state.alerts} <= delivered
     print(f"\n7-day episode: {len(state.alerts)} alerts, wall {time.monotonic() - started:.2f}s")
+
+
+async def test_a_new_episode_records_one_patch_marker_for_every_behaviour(
+    driver: EpisodeDriver, webhook: WebhookReceiver
+) -> None:
+    """Each `workflow.patched` a run asks for costs a marker and an upsert of
+    `TemporalChangeVersion` (a visibility write); a run started after the baseline asks once,
+    whatever paths it takes: events, the child record, an alert addressed and delivered
+    locally, closure and its analytics export."""
+    await driver.send("episode.reported")
+    await driver.skip(hours=1, minutes=5)  # the systems checks are late: an alert
+    checks_alert = f"{driver.episode_id}:systems_checks:L1"
+    await eventually(webhook.alert_ids, lambda ids: checks_alert in ids)
+    await driver.send("enquiry.recorded")
+    await driver.close()
+    handle = driver.client.get_workflow_handle(episode_workflow_id(driver.episode_id))
+    await handle.result()  # closed: the export and the last deliveries are in the history too
+    history = await handle.fetch_history()
+    patches = [
+        json.loads(ev.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
+        for ev in history.events
+        if ev.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and ev.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    assert patches == [BASELINE]
+    change_versions = [
+        ev
+        for ev in history.events
+        if ev.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+        and "TemporalChangeVersion"
+        in ev.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+    ]
+    assert len(change_versions) == 1

@@ -120,6 +120,32 @@ STATE_MEMO = "episode-state-memo"
 # watching that deadline has fired yet or not.
 DUE_BEFORE_EVENT = "deadlines-due-before-event"
 
+# A run that starts with this marker has every behaviour named above, under one marker. Each
+# `workflow.patched` records a marker and upserts the `TemporalChangeVersion` search attribute
+# (a history event and a visibility write each), so a new episode paid for twelve of each in
+# its first tasks. A patch released after the baseline is not in it: it is asked for itself.
+BASELINE = "baseline-2026-12"
+BASELINE_PATCHES = frozenset(
+    {
+        LOCAL_ALERT_DELIVERY,
+        LOCAL_LOCATION_CHECK,
+        SKIP_UNCHANGED_SYNC,
+        SYNC_AGAIN_AFTER_IN_FLIGHT,
+        ANALYTICS_EXPORT,
+        ALERT_LIFECYCLE,
+        MEMO_KEEPS_EACH_RANK,
+        AUTHORITY_FROM_TOKEN,
+        CARRY_IO_THROUGH_CONTINUE_AS_NEW,
+        IO_LANES_BY_KIND,
+        ALERT_HEARTBEAT_PER_ALERT,
+        ALERT_STEPS_IN_TIMELINE,
+        ADDRESS_BEFORE_DELIVERY,
+        LOCAL_ROUND_CRASH_FALLS_BACK,
+        STATE_MEMO,
+        DUE_BEFORE_EVENT,
+    }
+)
+
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -133,15 +159,18 @@ class MissingChildEpisode:
             input.episode_id, input.policy.version_label
         )
         self._keys = set(self._state.event_keys)
+        # Asked first, once per run: a run recorded before the baseline replays without it and
+        # asks for each behaviour by its own marker, as it did when it was recorded.
+        self._baseline = workflow.patched(BASELINE)
         # Decided once per run, at its first task: a run that began without the lifecycle
         # replays without it to the end (continue-as-new starts the next with it).
-        self._state.alert_lifecycle = workflow.patched(ALERT_LIFECYCLE)
-        self._state.alert_timeline = self._state.alert_lifecycle and workflow.patched(
+        self._state.alert_lifecycle = self._patched(ALERT_LIFECYCLE)
+        self._state.alert_timeline = self._state.alert_lifecycle and self._patched(
             ALERT_STEPS_IN_TIMELINE
         )
         self._memo: list[dict[str, Any]] | None = None
         # Decided once per run like the lifecycle: a run recorded without it replays without it.
-        self._state_memo = workflow.patched(STATE_MEMO)
+        self._state_memo = self._patched(STATE_MEMO)
         self._state_seen: bytes | None = None
         self._state_kept = False
         self._wake = False
@@ -158,13 +187,16 @@ class MissingChildEpisode:
         # is skipped; a continued run syncs once more).
         self._synced: EpisodeSummaryForChild | None = None
 
+    def _patched(self, patch: str) -> bool:
+        return (self._baseline and patch in BASELINE_PATCHES) or workflow.patched(patch)
+
     # --- the loop -----------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: EpisodeInput) -> EpisodeSummary:
         for batch in self._carried_alerts:
             self._dispatch(batch)
-        if workflow.patched(IO_LANES_BY_KIND):
+        if self._patched(IO_LANES_BY_KIND):
             self._spawn(self._io_loop(_is_child_sync))
             self._spawn(self._io_loop(_is_location_check))
         else:
@@ -195,7 +227,7 @@ class MissingChildEpisode:
                 timer, timer_at = None, None
         if timer is not None:
             timer.cancel()
-        if workflow.patched(ANALYTICS_EXPORT):
+        if self._patched(ANALYTICS_EXPORT):
             await self._export_record()
         await self._finish_outstanding_work()
         if self._state_memo:
@@ -293,7 +325,7 @@ class MissingChildEpisode:
         (first in the queue until done) is carried too and runs again in the next run: a sync
         repeats harmlessly (the record keeps one summary per episode) and a register look-up
         whose answer had not arrived was not applied."""
-        if workflow.patched(CARRY_IO_THROUGH_CONTINUE_AS_NEW):
+        if self._patched(CARRY_IO_THROUGH_CONTINUE_AS_NEW):
             await workflow.wait_condition(workflow.all_handlers_finished)
         else:
             await workflow.wait_condition(
@@ -330,7 +362,7 @@ class MissingChildEpisode:
         if event_key(event) in self._keys or self._repeat_ack(event):
             return self._result(event, input.request_id, "duplicate")
         now = workflow.now()
-        if self._state.alert_lifecycle and workflow.patched(DUE_BEFORE_EVENT):
+        if self._state.alert_lifecycle and self._patched(DUE_BEFORE_EVENT):
             self._raise_due_before(now)
         try:
             rules.check_event(
@@ -338,7 +370,7 @@ class MissingChildEpisode:
                 event,
                 self._policy,
                 now,
-                authority=workflow.patched(AUTHORITY_FROM_TOKEN),
+                authority=self._patched(AUTHORITY_FROM_TOKEN),
             )
         except EventRefused as refused:
             raise _refusal_error(refused) from None
@@ -404,7 +436,7 @@ class MissingChildEpisode:
             item == CHILD_SYNC
             and CHILD_SYNC in self._io_in_flight
             and self._io_queue.count(CHILD_SYNC) == 1
-            and workflow.patched(SYNC_AGAIN_AFTER_IN_FLIGHT)
+            and self._patched(SYNC_AGAIN_AFTER_IN_FLIGHT)
         ):
             # The sync in flight read the state before this change: once it is done, sync
             # again (before the fix the change waited for some later sync).
@@ -453,7 +485,7 @@ class MissingChildEpisode:
             flags=list(state.flags),
             status=state.status.value,
         )
-        if summary == self._synced and workflow.patched(SKIP_UNCHANGED_SYNC):
+        if summary == self._synced and self._patched(SKIP_UNCHANGED_SYNC):
             # A reassessment at the same level, a confirmed grade: nothing the record keeps.
             return
         repeat = self._policy.repeat
@@ -480,7 +512,7 @@ class MissingChildEpisode:
         )
 
     async def _check_location(self, key: str, event_id: str) -> None:
-        if workflow.patched(LOCAL_LOCATION_CHECK):
+        if self._patched(LOCAL_LOCATION_CHECK):
             # An in-memory register look-up: a local activity costs one marker in history, not
             # an activity task's three events and a workflow task.
             hits = await workflow.execute_local_activity_method(
@@ -514,7 +546,7 @@ class MissingChildEpisode:
         done: list[str] = []
         counted = False
         addressed: dict[str, Paged] | None = None
-        if batch.transition is AlertState.TRIGGERED and workflow.patched(ADDRESS_BEFORE_DELIVERY):
+        if batch.transition is AlertState.TRIGGERED and self._patched(ADDRESS_BEFORE_DELIVERY):
             answer = await workflow.execute_local_activity_method(
                 AlertActivities.address_alerts,
                 AddressAlertsInput(batch=batch),
@@ -523,7 +555,7 @@ class MissingChildEpisode:
             )
             addressed = answer.paged
             self._record_paged(batch, addressed)
-        if workflow.patched(LOCAL_ALERT_DELIVERY):
+        if self._patched(LOCAL_ALERT_DELIVERY):
             # activities/alerts.py: a local round first; the server retries only what failed.
             try:
                 first = await workflow.execute_local_activity_method(
@@ -537,7 +569,7 @@ class MissingChildEpisode:
             except ApplicationError:
                 # A local activity's own failure arrives unwrapped: a round that crashed falls
                 # back to the durable delivery too, rather than failing the episode.
-                if not workflow.patched(LOCAL_ROUND_CRASH_FALLS_BACK):
+                if not self._patched(LOCAL_ROUND_CRASH_FALLS_BACK):
                     raise
                 first = AlertDelivery(delivered=[], failed=["(local round)"])
             if batch.transition is not None and first.paged and addressed is None:
@@ -546,7 +578,7 @@ class MissingChildEpisode:
                 self._pending_alerts.pop(batch.batch_id, None)
                 return
             done, counted = first.delivered, True
-        if workflow.patched(ALERT_HEARTBEAT_PER_ALERT):
+        if self._patched(ALERT_HEARTBEAT_PER_ALERT):
             attempt, heartbeat = DELIVERY_ATTEMPT_TIMEOUT, DELIVERY_HEARTBEAT_TIMEOUT
         else:
             attempt, heartbeat = FORMER_DELIVERY_ATTEMPT_TIMEOUT, FORMER_DELIVERY_HEARTBEAT_TIMEOUT
@@ -640,7 +672,7 @@ class MissingChildEpisode:
         """`GET /v1/alerts` reads alerts from the memo of the episodes visibility finds, so a
         listing replays no workflow; ids, ranks, times and the paged officer only."""
         alerts = self._state.alerts
-        unresolved = memo_unresolved(alerts, each_rank=workflow.patched(MEMO_KEEPS_EACH_RANK))
+        unresolved = memo_unresolved(alerts, each_rank=self._patched(MEMO_KEEPS_EACH_RANK))
         resolved = [a for a in alerts if a.state is AlertState.RESOLVED][-MEMO_RESOLVED_KEPT:]
         memo = [_memo_entry(a) for a in sorted([*unresolved, *resolved], key=_raised_order)]
         if memo != self._memo:

@@ -183,6 +183,12 @@ class EpisodeRun:
         if key in self._keys or self._repeat_ack(event):
             self.duplicates += 1
             return False
+        if self.state.alert_lifecycle:
+            # The workflow's handler raises first what fell due before the event and its timer
+            # has not yet reported (`advance_before`): at wakes read from a history, a timer
+            # can be late. The next wake is known, so this costs nothing when none is due.
+            while (wake := self._wake) is not None and wake < now:
+                self.tick(wake)
         try:
             rules.check_event(self.state, event, self.policy, now)
         except EventRefused as refused:
