@@ -131,6 +131,11 @@ async def scripted_episode(t: Twin, episode_id: str, child_ref: str) -> None:
     """The scenario of tests/record_histories.py, event by event."""
 
     async def send(kind: str, data: dict[str, Any] | None = None) -> bool:
+        # Stamped once the timers due about now have been handled: a skip can end on the
+        # instant an escalation falls due, and an event stamped before that escalation's task
+        # ran would sort before the alert in the workflow's timeline (raised when its task ran)
+        # and after it in the driver's (raised at the instant it fell due).
+        await clear_of_timers(t.env, [episode_id], t.pinned.policy)
         now = await t.now()
         stamp = now.isoformat()
         defaults: dict[str, dict[str, Any]] = {
