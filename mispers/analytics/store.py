@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import re
@@ -270,6 +271,31 @@ class DuckDBStore(AnalyticsStore):
     def describe(self) -> str:
         return f"DuckDB file {self.path}"
 
+    @contextlib.contextmanager
+    def _turn(self, *, writing: bool) -> Iterator[None]:
+        """Whole turns at the file between processes, from before the connection opens until
+        after it has closed: DuckDB's own lock is taken inside the open and released inside
+        the close, and a writer that opened just as another's close was finishing once read a
+        block the file did not hold yet. Readers share a turn; a writer has it alone."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        mode = fcntl.LOCK_EX if writing else fcntl.LOCK_SH
+        deadline = time.monotonic() + LOCK_WAIT_S
+        with lock_path.open("a") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(
+                            f"{self.path} busy for {LOCK_WAIT_S:g} s (another process)"
+                        ) from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         """The file admits one writing process at a time: wait for the other to finish."""
         deadline = time.monotonic() + LOCK_WAIT_S
@@ -289,6 +315,11 @@ class DuckDBStore(AnalyticsStore):
             return 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tables = rows(records, name or "")
+        with self._turn(writing=True):
+            self._write(tables, [r.episode_id for r in records])
+        return len(records)
+
+    def _write(self, tables: dict[str, list[dict[str, Any]]], episode_ids: list[str]) -> None:
         con = self._connect(read_only=False)
         try:
             for table, columns in TABLES.items():
@@ -298,7 +329,7 @@ class DuckDBStore(AnalyticsStore):
                     con.execute(
                         f'ALTER TABLE {table}_rows ADD COLUMN IF NOT EXISTS "{column}" {kind}'
                     )
-            with _ndjson([{"episode_id": r.episode_id} for r in records], self.path.parent) as ids:
+            with _ndjson([{"episode_id": e} for e in episode_ids], self.path.parent) as ids:
                 con.execute("BEGIN")
                 con.execute(
                     "CREATE OR REPLACE TEMP TABLE incoming AS SELECT episode_id FROM "
@@ -319,16 +350,15 @@ class DuckDBStore(AnalyticsStore):
                 con.execute("COMMIT")
         finally:
             con.close()
-        return len(records)
 
     def reader(self) -> duckdb.DuckDBPyConnection:
-        if self.path.exists():
-            con = self._connect(read_only=True)
-            sources = {t: f"{t}_rows" for t in TABLES}
-        else:
+        if not self.path.exists():
             con = duckdb.connect()
-            sources = _empty(con)
-        _latest_views(con, sources)
+            _latest_views(con, _empty(con))
+            return con
+        with self._turn(writing=False):
+            con = self._connect(read_only=True)
+            _latest_views(con, {t: f"{t}_rows" for t in TABLES})
         return con
 
 
