@@ -274,9 +274,10 @@ class DuckDBStore(AnalyticsStore):
     @contextlib.contextmanager
     def _turn(self, *, writing: bool) -> Iterator[None]:
         """Whole turns at the file between processes, from before the connection opens until
-        after it has closed: DuckDB's own lock is taken inside the open and released inside
-        the close, and a writer that opened just as another's close was finishing once read a
-        block the file did not hold yet. Readers share a turn; a writer has it alone."""
+        after it has closed. DuckDB takes its own lock inside the open and releases it inside
+        the close; once, of three writers, one that had been granted the file found it shorter
+        than its header said (a block past the end), which a turn that spans the whole close
+        rules out. Readers share a turn; a writer has it alone."""
         lock_path = self.path.with_name(self.path.name + ".lock")
         mode = fcntl.LOCK_EX if writing else fcntl.LOCK_SH
         deadline = time.monotonic() + LOCK_WAIT_S
