@@ -329,11 +329,11 @@ class Stack:
     server_pid: int = 0
     services: list[Service] = field(default_factory=list)
 
+    base_env: dict[str, str] = field(default_factory=dict)
+
     def pids(self, service: Service) -> dict[str, int]:
         """The processes a bench reads RSS and CPU of: the service's worker and API, the server."""
         return {"worker": service.worker_pid, "server": self.server_pid, "api": service.api_pid}
-
-    base_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def address(self) -> str:

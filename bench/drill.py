@@ -535,22 +535,22 @@ async def loop_wakes(client: Client, history: WorkflowHistory) -> list[dt.dateti
             if started is not None:  # accepted in the task just completed
                 wakes.append(started)
         elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
-            addressed_first = addressed_first or any(
-                _patched(ev, patch) for patch in (ADDRESS_BEFORE_DELIVERY, BASELINE)
-            )
+            addressed_first = addressed_first or patch_id(ev) in (ADDRESS_BEFORE_DELIVERY, BASELINE)
             done = await _local_activity_wake(client, ev, addressed_first)
             if done is not None:
                 wakes.append(done)
     return sorted(set(wakes))
 
 
-def _patched(ev: Any, patch_id: str) -> bool:
-    """Whether a marker is the `workflow.patched` marker of `patch_id`."""
+def patch_id(ev: Any) -> str | None:
+    """The id of a `workflow.patched` marker; None for any other event."""
+    if ev.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+        return None
     attrs = ev.marker_recorded_event_attributes
     if attrs.marker_name != PATCH_MARKER or PATCH_DETAILS not in attrs.details:
-        return False
+        return None
     payloads = attrs.details[PATCH_DETAILS].payloads
-    return bool(payloads) and json.loads(payloads[0].data).get("id") == patch_id
+    return json.loads(payloads[0].data).get("id") if payloads else None
 
 
 async def _local_activity_wake(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +11,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
+from bench.drill import patch_id
 from mispers.config import Settings
 from mispers.domain.messages import episode_workflow_id
 from mispers.domain.types import ObligationStatus
@@ -142,12 +142,7 @@ async def test_a_new_episode_records_one_patch_marker_for_every_behaviour(
     handle = driver.client.get_workflow_handle(episode_workflow_id(driver.episode_id))
     await handle.result()  # closed: the export and the last deliveries are in the history too
     history = await handle.fetch_history()
-    patches = [
-        json.loads(ev.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
-        for ev in history.events
-        if ev.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
-        and ev.marker_recorded_event_attributes.marker_name == "core_patch"
-    ]
+    patches = [p for p in map(patch_id, history.events) if p is not None]
     assert patches == [BASELINE]
     change_versions = [
         ev

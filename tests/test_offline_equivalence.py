@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,9 +71,15 @@ class Twin:
             await self.env.sleep(delta)
 
     async def send(self, ev: EventBase) -> bool:
-        STARTED.append(f"episode-{ev.subject}")
-        await clear_of_timers(self.env, [ev.subject], self.pinned.policy)
+        return await self.send_stamped(ev.subject, lambda _: ev)
+
+    async def send_stamped(self, subject: str, make: Callable[[dt.datetime], EventBase]) -> bool:
+        """`make` builds the event at the instant it is sent, once the timers due about then
+        have been handled."""
+        STARTED.append(f"episode-{subject}")
+        await clear_of_timers(self.env, [subject], self.pinned.policy)
         at = await self.now()
+        ev = make(at)
         try:
             await submit_event(self.env.client, ev, self.pinned, self.queue)
             accepted = True
@@ -135,15 +141,16 @@ async def scripted_episode(t: Twin, episode_id: str, child_ref: str) -> None:
         # instant an escalation falls due, and an event stamped before that escalation's task
         # ran would sort before the alert in the workflow's timeline (raised when its task ran)
         # and after it in the driver's (raised at the instant it fell due).
-        await clear_of_timers(t.env, [episode_id], t.pinned.policy)
-        now = await t.now()
-        stamp = now.isoformat()
-        defaults: dict[str, dict[str, Any]] = {
-            "episode.reported": {"child": {"child_ref": child_ref}, "last_seen_at": stamp},
-            "child.found": {"found_at": stamp},
-            "sighting.reported": {"seen_at": stamp},
-        }
-        return await t.send(event(kind, episode_id, now, merge(defaults.get(kind, {}), data or {})))
+        def make(now: dt.datetime) -> EventBase:
+            stamp = now.isoformat()
+            defaults: dict[str, dict[str, Any]] = {
+                "episode.reported": {"child": {"child_ref": child_ref}, "last_seen_at": stamp},
+                "child.found": {"found_at": stamp},
+                "sighting.reported": {"seen_at": stamp},
+            }
+            return event(kind, episode_id, now, merge(defaults.get(kind, {}), data or {}))
+
+        return await t.send_stamped(episode_id, make)
 
     async def skip(**delta: float) -> None:
         await t.env.sleep(dt.timedelta(**delta))

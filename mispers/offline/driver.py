@@ -187,8 +187,7 @@ class EpisodeRun:
             # The workflow's handler raises first what fell due before the event and its timer
             # has not yet reported (`advance_before`): at wakes read from a history, a timer
             # can be late. The next wake is known, so this costs nothing when none is due.
-            while (wake := self._wake) is not None and wake < now:
-                self.tick(wake)
+            self.wake_until(now, inclusive=False)
         try:
             rules.check_event(self.state, event, self.policy, now)
         except EventRefused as refused:
@@ -273,8 +272,9 @@ def run_episode(
 def _run_at_wakes(
     run: EpisodeRun, stream: Iterable[Recorded], wakes: list[dt.datetime], until: dt.datetime | None
 ) -> EpisodeRun:
-    """Time moves only at `wakes`, the instants the workflow actually ran (a timer handled late,
-    after an outage, is handled at the instant it ran, after the events recorded then)."""
+    """Time moves only at `wakes`, the instants the workflow actually ran: a timer handled late,
+    after an outage, is handled at the instant it ran, unless an event recorded before then
+    raised what had fallen due first, as the workflow's handler does (`EpisodeRun.event`)."""
     pending = iter(wakes)
     wake = next(pending, None)
     for item in sorted(stream, key=lambda r: r.recorded_at):
