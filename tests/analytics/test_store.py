@@ -1,15 +1,19 @@
 """The analytics store: records without personal data, idempotent writes, the latest record of
-an episode wins, and three processes writing Parquet at once corrupt nothing."""
+an episode wins, three processes writing Parquet at once corrupt nothing, and the DuckDB file
+is taken in turns on its lock file."""
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import multiprocessing
+import re
 from pathlib import Path
 
 import pytest
 
+from mispers.analytics import store as store_module
 from mispers.analytics.record import EpisodeRecord, episode_record
 from mispers.analytics.store import AnalyticsStore, DuckDBStore, ParquetStore, open_store
 from mispers.offline import Recorded, run_episode
@@ -122,3 +126,29 @@ def test_three_processes_share_the_duckdb_file_one_writer_at_a_time(tmp_path: Pa
     con = DuckDBStore(path).reader()
     got = [r[0] for r in con.execute("SELECT episode_id FROM episodes ORDER BY 1").fetchall()]
     assert got == expected and len(got) == 90
+
+
+def test_the_duckdb_file_is_taken_in_turns_on_the_lock_file_beside_it(
+    tmp_path: Path, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock file the docs name is the one honoured: a writer holding it keeps out both
+    writers and readers; a reader holding it keeps out writers only."""
+    monkeypatch.setattr(store_module, "LOCK_WAIT_S", 0.3)
+    BUSY = re.escape("analytics.duckdb busy for 0.3 s")
+    path = tmp_path / "analytics.duckdb"
+    store = DuckDBStore(path)
+    store.write(records(2, 1, policy))
+    with (tmp_path / "analytics.duckdb.lock").open("a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        with pytest.raises(TimeoutError, match=BUSY):
+            store.write(records(1, 2, policy, prefix="LATE"))
+        with pytest.raises(TimeoutError, match=BUSY):
+            store.reader()
+        fcntl.flock(other, fcntl.LOCK_UN)
+        fcntl.flock(other, fcntl.LOCK_SH)
+        assert store.reader().execute("SELECT count(*) FROM episodes").fetchone() == (2,)
+        with pytest.raises(TimeoutError, match=BUSY):
+            store.write(records(1, 2, policy, prefix="LATE"))
+        fcntl.flock(other, fcntl.LOCK_UN)
+    store.write(records(1, 2, policy, prefix="LATE"))
+    assert store.reader().execute("SELECT count(*) FROM episodes").fetchone() == (3,)
