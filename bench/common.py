@@ -6,7 +6,6 @@ Nothing here sleeps to wait for work: every wait polls a condition against a dea
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import os
@@ -18,13 +17,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -47,9 +46,9 @@ from mispers.dev import DevStack, fresh_file, http_ok, port_open
 from mispers.domain.types import Rank, Role
 from mispers.engine.embedded import start_dev_command, venv_binary
 from mispers.security.keyring import open_ring
+from testkit.waiting import eventually
 from worker import HEALTH_FILE
 
-T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 console = Console(highlight=False, width=max(120, Console().width))
@@ -220,26 +219,6 @@ def progress() -> Progress:
         console=console,
         transient=False,
     )
-
-
-# --- waiting without sleeping blindly -------------------------------------------------------
-
-
-async def poll_until(
-    probe: Callable[[], Awaitable[T]],
-    until: Callable[[T], bool],
-    within: float,
-    interval: float = 0.05,
-    what: str = "condition",
-) -> T:
-    deadline = time.monotonic() + within
-    value = await probe()
-    while not until(value):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached within {within:.0f}s")
-        await asyncio.sleep(interval)
-        value = await probe()
-    return value
 
 
 # --- ports, processes, RSS ------------------------------------------------------------------
@@ -545,7 +524,7 @@ async def close_via_api(http: Any, episode_id: str, token: str) -> int:
     async def status() -> str:
         return str((await http.get(f"/v1/episodes/{episode_id}")).json()["status"])
 
-    await poll_until(status, lambda s: s == "closed", 60.0, what="episode closed")
+    await eventually(status, lambda s: s == "closed", 60.0, what="episode closed")
     return posts
 
 

@@ -30,7 +30,6 @@ from bench.common import (
     console,
     machine_info,
     median,
-    poll_until,
     print_figures,
     print_machine,
     progress,
@@ -49,6 +48,7 @@ from mispers.engine.client import (
 from mispers.engine.embedded import venv_binary
 from mispers.engine.search_attributes import ALL as SEARCH_ATTRIBUTES
 from mispers.policy import PinnedPolicy, load_policy
+from testkit.waiting import eventually
 from worker import build_worker
 
 EPISODE_TARGET = 250
@@ -308,7 +308,7 @@ async def child_record(d: Driver, child_ref: str, episodes: int, tag: str) -> di
             async def status(episode_id: str = e) -> str:
                 return (await d.state(episode_id)).status.value
 
-            await poll_until(status, lambda s: s == "closed", STEP_TIMEOUT, what="closed")
+            await eventually(status, lambda s: s == "closed", STEP_TIMEOUT, what="closed")
             await d.skip(days=1)
             bar.advance(task)
     record = await get_child_record(d.client, child_ref)

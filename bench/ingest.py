@@ -46,7 +46,6 @@ from bench.common import (
     machine_info,
     median,
     percentile,
-    poll_until,
     print_figures,
     print_machine,
     progress,
@@ -55,6 +54,7 @@ from bench.common import (
     write_results,
 )
 from bench.rawworker import SIGNAL
+from testkit.waiting import eventually
 
 RAW_QUEUE = "bench-raw"
 VISIBLE_WITHIN = 60.0
@@ -161,7 +161,7 @@ async def _visible(
             return set()
         return {entry["event_id"] for entry in answer.json()["timeline"]}
 
-    await poll_until(read, lambda seen: event_ids <= seen, VISIBLE_WITHIN, what="events visible")
+    await eventually(read, lambda seen: event_ids <= seen, VISIBLE_WITHIN, what="events visible")
 
 
 def api_client(service: Service, concurrency: int) -> httpx.AsyncClient:

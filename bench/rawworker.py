@@ -61,7 +61,7 @@ class AlertWaves:
             await asyncio.sleep(max(at - workflow.now().timestamp(), 0.001))
             await workflow.execute_local_activity(
                 post_alerts,
-                {"url": spec["url"], "alert_ids": due[at]},
+                {"url": spec["url"], "alert_ids": due[at], "raised_at": workflow.now().isoformat()},
                 start_to_close_timeout=POST_TIMEOUT,
             )
         await workflow.wait_condition(lambda: False)  # open to the end, as episodes are
@@ -83,7 +83,8 @@ async def post_alerts(spec: dict[str, Any]) -> None:
     if _POSTER is None:
         _POSTER = Poster()
     for alert_id in spec["alert_ids"]:
-        answer = await _POSTER.http.post(spec["url"], json={"alert_id": alert_id})
+        body = {"alert_id": alert_id, "raised_at": spec["raised_at"]}
+        answer = await _POSTER.http.post(spec["url"], json=body)
         answer.raise_for_status()
 
 

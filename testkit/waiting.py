@@ -16,6 +16,7 @@ async def eventually(
     until: Callable[[T], bool],
     within: float = ...,
     interval: float = ...,
+    what: str = ...,
 ) -> T: ...
 
 
@@ -25,6 +26,7 @@ async def eventually(
     until: Callable[[T], bool],
     within: float = ...,
     interval: float = ...,
+    what: str = ...,
 ) -> T: ...
 
 
@@ -33,8 +35,10 @@ async def eventually(
     until: Callable[[Any], bool],
     within: float = 20.0,
     interval: float = 0.05,
+    what: str = "condition",
 ) -> Any:
-    """Poll `probe` until `until(value)` holds or fail after `within` seconds (no blind sleeps)."""
+    """Poll `probe` until `until(value)` holds or fail after `within` seconds (no blind sleeps).
+    Tests and benchmarks both wait this way, so a wait that runs out reads the same in each."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
 
@@ -47,7 +51,7 @@ async def eventually(
     value = await read()
     while not until(value):
         if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within}s; last value: {value!r}")
+            raise AssertionError(f"{what} not met within {within}s; last value: {value!r}")
         await asyncio.sleep(interval)
         value = await read()
     return value

@@ -4,6 +4,8 @@ figures themselves are measured by running the benches (bench/README.md), never 
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from bench import alerts, history, ingest
@@ -65,6 +67,9 @@ def test_alert_bench_measures_a_raw_peer_on_the_same_waves() -> None:
     assert run["raw_alerts_expected"] == run["alerts_expected"]
     assert run["raw_alerts_lost"] == 0
     assert run["lateness_p99_over_raw"] > 0
+    # lateness split at the task that raised the alert, for Mispers and the peer alike
+    assert run["sent_lag_p99"] > 0 and run["raw_sent_lag_p99"] > 0
+    assert math.isfinite(run["raise_lag_p99"]) and math.isfinite(run["raw_raise_lag_p99"])
     assert run["query_state_p95"] > 0 and run["reads_failed"] == 0
     names = {f["name"] for f in payload["figures"]}
     assert "alert lateness p99 Mispers / p99 raw peer" in names
