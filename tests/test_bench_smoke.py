@@ -115,3 +115,13 @@ def test_pages_bench_stops_its_ramp_at_the_time_limit_and_measures_what_is_open(
     )
     assert all(mib > 0 for mib in result["rss_mib"].values())
     assert result["list_p95"] > 0 and result["episode_p95"] > 0
+
+
+def test_replay_bench_replays_every_recorded_history() -> None:
+    from bench import replay
+
+    payload = replay.main(["--rounds", "1", "--no-json"])
+    stems = {p.stem for p in replay.CORPUS.glob("*.json")}
+    assert set(payload["histories"]) == stems
+    assert all(len(h["seconds"]) == 1 and h["events"] > 0 for h in payload["histories"].values())
+    assert payload["figures"][0]["value"] > 0

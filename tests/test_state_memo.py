@@ -1,7 +1,7 @@
 """A detail read comes from the state the episode keeps in its memo (no worker, no replay): it
 must be the state the `state` query answers, field by field, after every event, after timers,
-across continue-as-new and once closed; and a state too large for the memo is answered by the
-query."""
+across continue-as-new, once closed and when every task replays the history first; and a
+state too large for the memo is answered by the query."""
 
 from __future__ import annotations
 
@@ -44,6 +44,20 @@ async def driver(
     with webhook_receiver() as hook:
         settings = Settings(data_dir=tmp_path, alert_webhook_url=hook.url)
         async with build_worker(ts_env.client, settings, task_queue=queue):
+            yield EpisodeDriver(ts_env, pinned, queue, f"E-{uuid.uuid4().hex[:10]}")
+            await terminate_running(ts_env, STARTED)
+
+
+@pytest.fixture
+async def uncached_driver(
+    ts_env: WorkflowEnvironment, pinned: PinnedPolicy, tmp_path: Path
+) -> AsyncIterator[EpisodeDriver]:
+    """A worker that caches no workflow: every task replays the whole history first, as a wake
+    does when its episode has left a full cache."""
+    queue = f"memo-nocache-{uuid.uuid4().hex[:8]}"
+    with webhook_receiver() as hook:
+        settings = Settings(data_dir=tmp_path, alert_webhook_url=hook.url)
+        async with build_worker(ts_env.client, settings, task_queue=queue, max_cached_workflows=0):
             yield EpisodeDriver(ts_env, pinned, queue, f"E-{uuid.uuid4().hex[:10]}")
             await terminate_running(ts_env, STARTED)
 
@@ -120,6 +134,25 @@ async def test_memo_read_equals_the_query_through_a_whole_episode(driver: Episod
     await d.client.get_workflow_handle(episode_workflow_id(d.episode_id)).result()
     closed = await settles_same(d)
     assert closed.status.value == "closed" and closed.closed_at is not None
+
+
+async def test_memo_stays_the_state_when_every_task_replays_first(
+    uncached_driver: EpisodeDriver,
+) -> None:
+    """As a wake does when its episode has left a full cache: the task replays every past
+    task's memo upsert (matched, never sent), then upserts what it changed itself."""
+    d = uncached_driver
+    await sent(d, "episode.reported")
+    await sent(d, "enquiry.recorded")
+    await d.skip(hours=8, minutes=30)
+    raised = (await settles_same(d)).alerts
+    assert raised, "the missed review raised alerts"
+    await sent(d, "alert.acknowledged", {"alert_id": raised[0].alert_id, "by": "INSP-9"})
+    await sent(d, "social_services.contacted")
+    await d.close()
+    await d.client.get_workflow_handle(episode_workflow_id(d.episode_id)).result()
+    closed = await settles_same(d)
+    assert closed.status.value == "closed"
 
 
 async def test_memo_follows_the_episode_across_continue_as_new(
