@@ -198,6 +198,26 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
+def results_payload(
+    name: str,
+    machine: dict[str, Any],
+    args: Any,
+    figures: Sequence[Figure],
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    """What every bench keeps of a run: the machine, its arguments, its data and figures;
+    written to bench/results/ unless `--no-json`."""
+    payload = {
+        "machine": machine,
+        "args": vars(args),
+        **data,
+        "figures": [f.__dict__ for f in figures],
+    }
+    if not args.no_json:
+        write_results(name, payload)
+    return payload
+
+
 class RateColumn(ProgressColumn):
     """Items a second over the last samples: with the ETA, what a long run is heading for."""
 

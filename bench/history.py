@@ -33,7 +33,7 @@ from bench.common import (
     print_figures,
     print_machine,
     progress,
-    write_results,
+    results_payload,
 )
 from mispers.config import Settings
 from mispers.domain.events import AnyEvent, EventBase
@@ -449,15 +449,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             console.print(f"[yellow]{name}: refused inputs[/] {ep['refused']}")
     figs = figures(runs, args)
     print_figures(f"History size: medians over {args.runs} run(s)", figs)
-    payload = {
-        "machine": info,
-        "args": vars(args),
-        "runs": runs,
-        "figures": [f.__dict__ for f in figs],
-    }
-    if not args.no_json:
-        write_results("history", payload)
-    return payload
+    return results_payload("history", info, args, figs, {"runs": runs})
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from bench.common import (
     print_figures,
     print_machine,
     progress,
-    write_results,
+    results_payload,
 )
 from mispers.engine.client import data_converter
 from worker import workflow_runner
@@ -120,17 +120,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         console.print(f"{name}: {events} events, {median(times[name]) * 1000:.1f} ms")
     figs = figures(corpus, times)
     print_figures(f"Replay of recorded histories: medians of {args.rounds} round(s)", figs, info)
-    payload = {
-        "machine": info,
-        "args": vars(args),
-        "histories": {
-            name: {"events": events, "seconds": times[name]} for name, _, events in corpus
-        },
-        "figures": [f.__dict__ for f in figs],
-    }
-    if not args.no_json:
-        write_results("replay", payload)
-    return payload
+    histories = {name: {"events": events, "seconds": times[name]} for name, _, events in corpus}
+    return results_payload("replay", info, args, figs, {"histories": histories})
 
 
 if __name__ == "__main__":
