@@ -303,7 +303,8 @@ class AlertActivities:
             _count_raised(input.batch)
         progress = Progress.resume(None, [])
         paged = input.paged
-        if paged is None:  # an episode from before alerts were addressed first
+        if paged is None:  # the round addresses the batch itself (or an episode from before
+            # alerts were addressed first): its answer carries who was paged
             paged = self._address(input.batch)
             if activity.info().attempt == 1:
                 _count_unstaffed(input.batch, paged)

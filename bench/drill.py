@@ -26,6 +26,7 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import enum
 import json
 import os
 import re
@@ -65,7 +66,7 @@ from testkit.factories import envelope
 from testkit.receivers import WebhookReceiver, free_port, webhook_receiver
 from testkit.waiting import eventually
 from worker import HEALTH_FILE
-from workflows.episode import ADDRESS_BEFORE_DELIVERY, BASELINE
+from workflows.episode import ADDRESS_BEFORE_DELIVERY, BASELINE, FIRST_BASELINE, ONE_ALERT_ROUND
 
 SOURCE = "bench/chaos"
 # A client gives up on one event only after this long of crashes and 503s in a row.
@@ -509,13 +510,14 @@ async def loop_wakes(client: Client, history: WorkflowHistory) -> list[dt.dateti
     """The instants an episode's loop woke and stepped the rules (`workflow.now()` then), read
     from its history: each workflow task that began the run, handled a timer, an accepted
     event or an I/O answer; and each local activity that answered within a task (the SDK moves
-    `workflow.now()` to its completion): a register look-up, or an alert round that paged
-    someone. A task that only heard of a delivery retried by the server does not wake it."""
+    `workflow.now()` to its completion): a register look-up, or, in runs from before alerts were
+    addressed in their delivery round, an alert round that paged someone or the addressing. A
+    task that only heard of a delivery retried by the server does not wake it."""
     wakes: list[dt.datetime] = []
     kinds: dict[int, str] = {}
     started: dt.datetime | None = None
     woke = True  # the run's first task
-    addressed_first = False  # the run addresses alerts before delivering them (patched)
+    alerts_wake = AlertsWake.ROUND_THAT_PAGED  # how the run's alert activities wake it (patched)
     for ev in history.events:
         kind = ev.event_type
         if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
@@ -535,8 +537,8 @@ async def loop_wakes(client: Client, history: WorkflowHistory) -> list[dt.dateti
             if started is not None:  # accepted in the task just completed
                 wakes.append(started)
         elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
-            addressed_first = addressed_first or patch_id(ev) in (ADDRESS_BEFORE_DELIVERY, BASELINE)
-            done = await _local_activity_wake(client, ev, addressed_first)
+            alerts_wake = max(alerts_wake, ALERTS_WAKE_FROM.get(patch_id(ev) or "", alerts_wake))
+            done = await _local_activity_wake(client, ev, alerts_wake)
             if done is not None:
                 wakes.append(done)
     return sorted(set(wakes))
@@ -553,13 +555,27 @@ def patch_id(ev: Any) -> str | None:
     return json.loads(payloads[0].data).get("id") if payloads else None
 
 
+class AlertsWake(enum.IntEnum):
+    """Which of an episode's alert activities wake its loop, by the markers its run recorded."""
+
+    ROUND_THAT_PAGED = 0  # the delivery round, when it answered who was paged
+    ADDRESSING = 1  # the addressing, a local activity of its own before the round
+    NONE = 2  # neither: the round addresses, and writes the memo without waking the loop
+
+
+ALERTS_WAKE_FROM = {
+    ADDRESS_BEFORE_DELIVERY: AlertsWake.ADDRESSING,
+    FIRST_BASELINE: AlertsWake.ADDRESSING,
+    ONE_ALERT_ROUND: AlertsWake.NONE,
+    BASELINE: AlertsWake.NONE,
+}
+
+
 async def _local_activity_wake(
-    client: Client, ev: Any, addressed_first: bool
+    client: Client, ev: Any, alerts_wake: AlertsWake
 ) -> dt.datetime | None:
-    """The instant a local activity's answer woke the loop, if it did. Where the run addresses
-    alerts before delivering them, the addressing's answer wakes it (who was paged is
-    recorded then) and the delivery's round does not; before that, a round that paged someone
-    did."""
+    """The instant a local activity's answer woke the loop, if it did (`AlertsWake` says which
+    of the alerts' did)."""
     attrs = ev.marker_recorded_event_attributes
     if attrs.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in attrs.details:
         return None
@@ -568,9 +584,11 @@ async def _local_activity_wake(
     if not done or "result" not in attrs.details:
         return None  # failed: the loop goes on as if nothing was paged
     if data.get("activity_type") == "address_alerts":
-        pass  # its answer is recorded, and the loop woken, whatever it says
+        if alerts_wake is not AlertsWake.ADDRESSING:
+            return None
+        # its answer is recorded, and the loop woken, whatever it says
     elif data.get("activity_type") == "deliver_alerts_once":
-        if addressed_first:
+        if alerts_wake is not AlertsWake.ROUND_THAT_PAGED:
             return None
         payloads = list(attrs.details["result"].payloads)
         [delivery] = await client.data_converter.decode(payloads, [AlertDelivery])

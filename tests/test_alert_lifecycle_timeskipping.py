@@ -5,9 +5,11 @@ acknowledging a resolved alert."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -16,21 +18,24 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from activities.alerts import (
     AlertActivities,
     AlertSink,
+    Notice,
     Pager,
     pager_from_settings,
     sinks_from_settings,
 )
 from mispers.config import Settings
+from mispers.domain import state_memo
 from mispers.domain.events import Actor
 from mispers.domain.messages import AlertDelivery, DeliverAlertsInput, DeliverAlertsOnceInput
 from mispers.domain.state import Alert
 from mispers.domain.types import AlertState, Role
-from mispers.engine.client import EventRejected, SubmitOutcome, submit_event
+from mispers.engine.client import EventRejected, SubmitOutcome, read_state_memo, submit_event
 from mispers.policy import PinnedPolicy
 from testkit.factories import event
 from testkit.receivers import WebhookReceiver, smtp_server, webhook_receiver
@@ -408,3 +413,101 @@ async def test_the_rota_pages_by_the_local_wall_clock_across_the_spring_clock_ch
         await terminate_running(
             own_clock.client, [f"episode-{d.episode_id}", f"child-{d.child_ref}"]
         )
+
+
+async def test_an_alert_wake_is_one_round_and_one_memo_write(
+    driver: EpisodeDriver, webhook: WebhookReceiver
+) -> None:
+    """The task a deadline wakes raises the alert and leaves the memo to the delivery round,
+    which addresses the alert and delivers it in one local activity; the memo is then written
+    once, with who was paged: the wake costs one marker and one memo write, and a read of the
+    memo names the recipient."""
+    await driver.send("episode.reported")
+    await driver.skip(hours=1, minutes=5)
+    l1 = f"{driver.episode_id}:systems_checks:L1"
+    await eventually(lambda: steps(webhook, l1), lambda s: s == [("triggered", None)])
+    workflow_id = f"episode-{driver.episode_id}"
+    handle = driver.client.get_workflow_handle(workflow_id)
+    await eventually(lambda: work_in_flight(driver.client, workflow_id), lambda n: n == 0)
+    events = list((await handle.fetch_history()).events)
+    fired = max(
+        i for i, ev in enumerate(events) if ev.event_type == EventType.EVENT_TYPE_TIMER_FIRED
+    )
+    wake = events[fired:]
+    kinds = [ev.event_type for ev in wake]
+    markers = [
+        json.loads(ev.marker_recorded_event_attributes.details["data"].payloads[0].data)
+        for ev in wake
+        if ev.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+    assert [m["activity_type"] for m in markers] == ["deliver_alerts_once"]
+    assert kinds.count(EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED) == 1
+    assert kinds.count(EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES) == 1
+    assert len(wake) <= 8, [EventType.Name(k) for k in kinds]
+    memo = await (await handle.describe()).memo_value("alerts")
+    listed = next(m for m in memo if m["alert_id"] == l1)
+    assert listed["recipient"]["person_id"] == "SGT-ON" and listed["state"] == "triggered"
+    paged = await alert(driver, l1)
+    assert paged.recipient is not None and paged.recipient.person_id == "SGT-ON"
+
+
+class HeldSink:
+    """A pager that holds its rounds while `holding`, until released: a slow sink."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.release = asyncio.Event()
+        self.held = 0
+
+    async def send(self, notices: Sequence[Notice], sent: Callable[[Alert], None]) -> None:
+        if self.holding:
+            self.held += 1
+            await self.release.wait()
+        for notice in notices:
+            sent(notice.alert)
+
+
+async def test_an_event_is_in_the_memo_when_its_update_answers_though_its_round_is_slow(
+    ts_env: WorkflowEnvironment, pinned: PinnedPolicy, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """An acknowledgement's step goes to the sinks in a round the workflow task waits for; a
+    task that raised alerts leaves its memo write to that round, but a task that recorded an
+    event writes it itself, so the Update's answer is never ahead of the memo a read serves,
+    however long a sink takes."""
+    rota = tmp_path / "rota.csv"
+    rota.write_text(ROTA)
+    settings = Settings(data_dir=tmp_path, alert_webhook_url=webhook.url, rota=rota)
+    held = HeldSink()
+    activities = AlertActivities(
+        [*sinks_from_settings(settings), held], pager_from_settings(settings)
+    )
+    queue = f"ts-{uuid.uuid4().hex[:8]}"
+    async with build_worker(ts_env.client, settings, task_queue=queue, alert_activities=activities):
+        try:
+            d = EpisodeDriver(ts_env, pinned, queue, f"A-{uuid.uuid4().hex[:10]}")
+            await d.send("episode.reported")
+            await d.skip(hours=1, minutes=5)
+            l1 = f"{d.episode_id}:systems_checks:L1"
+            await eventually(lambda: memo_alert(d, l1), lambda a: a and a["recipient"])
+            held.holding = True
+            assert (await ack(d, l1, "SGT-1")).status == "accepted"
+            assert held.held == 1 and not held.release.is_set()  # its round still in flight
+            listed = await memo_alert(d, l1)
+            assert listed and listed["state"] == "acknowledged", listed
+            kept = await read_state_memo(d.client, d.episode_id)
+            assert isinstance(kept, str)
+            [acked] = [a for a in state_memo.unpack(kept).alerts if a.alert_id == l1]
+            assert acked.acknowledged_by == "SGT-1"
+            held.release.set()
+            await eventually(lambda: steps(webhook, l1), lambda s: ("acknowledged", None) in s)
+        finally:
+            held.release.set()
+            await terminate_running(ts_env, STARTED)
+
+
+async def memo_alert(d: EpisodeDriver, alert_id: str) -> dict[str, Any] | None:
+    handle = d.client.get_workflow_handle(f"episode-{d.episode_id}")
+    memo = await (await handle.describe()).memo_value("alerts", [])
+    return next((m for m in memo if m["alert_id"] == alert_id), None)

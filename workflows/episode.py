@@ -120,12 +120,22 @@ STATE_MEMO = "episode-state-memo"
 # watching that deadline has fired yet or not.
 DUE_BEFORE_EVENT = "deadlines-due-before-event"
 
-# A run that starts with this marker has every behaviour named above, under one marker. Each
-# `workflow.patched` records a marker and upserts the `TemporalChangeVersion` search attribute
-# (a history event and a visibility write each), so a new episode paid for twelve of each in
-# its first tasks. A patch released after the baseline is not in it: it is asked for itself.
-BASELINE = "baseline-2026-12"
-BASELINE_PATCHES = frozenset(
+# ... and address a triggered batch in the delivery round itself (one local activity, one marker),
+# recording who was paged from the round's answer; a round that crashes is followed by the
+# addressing alone, so the durable delivery still sends to a recorded person. The task that
+# raises alerts leaves the memo to the last of its rounds to answer: one memo write per alert
+# wake, not one when raised and another when the recipient is known. No alert's local activity
+# wakes the loop.
+ONE_ALERT_ROUND = "address-and-deliver-in-one-round"
+
+# A run that starts with a baseline's marker has every behaviour the baseline names, under one
+# marker. Each `workflow.patched` records a marker and upserts the `TemporalChangeVersion` search
+# attribute (a history event and a visibility write each), so a new episode paid for twelve of
+# each in its first tasks. A patch released after a baseline is asked for itself by the runs
+# that began under that baseline; a new baseline takes it in. Newest first: a new run records
+# only the newest marker, and a run replays under the one it recorded.
+FIRST_BASELINE = "baseline-2026-12"
+FIRST_BASELINE_PATCHES = frozenset(
     {
         LOCAL_ALERT_DELIVERY,
         LOCAL_LOCATION_CHECK,
@@ -145,6 +155,9 @@ BASELINE_PATCHES = frozenset(
         DUE_BEFORE_EVENT,
     }
 )
+BASELINE = "baseline-2026-12-2"
+BASELINE_PATCHES = FIRST_BASELINE_PATCHES | {ONE_ALERT_ROUND}
+BASELINES = ((BASELINE, BASELINE_PATCHES), (FIRST_BASELINE, FIRST_BASELINE_PATCHES))
 
 IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
@@ -161,7 +174,9 @@ class MissingChildEpisode:
         self._keys = set(self._state.event_keys)
         # Asked first, once per run: a run recorded before the baseline replays without it and
         # asks for each behaviour by its own marker, as it did when it was recorded.
-        self._baseline = workflow.patched(BASELINE)
+        self._baseline: frozenset[str] = next(
+            (patches for marker, patches in BASELINES if workflow.patched(marker)), frozenset()
+        )
         # Decided once per run, at its first task: a run that began without the lifecycle
         # replays without it to the end (continue-as-new starts the next with it).
         self._state.alert_lifecycle = self._patched(ALERT_LIFECYCLE)
@@ -171,6 +186,15 @@ class MissingChildEpisode:
         self._memo: list[dict[str, Any]] | None = None
         # Decided once per run like the lifecycle: a run recorded without it replays without it.
         self._state_memo = self._patched(STATE_MEMO)
+        # Decided once per run as well; it needs the lifecycle (only its batches are addressed).
+        self._one_round = self._state.alert_lifecycle and self._patched(ONE_ALERT_ROUND)
+        # Rounds dispatched and not yet answered, and whether the task that dispatched them left
+        # the memo to them.
+        self._rounds_in_flight = 0
+        self._memo_left_to_rounds = False
+        # An event was recorded since the loop last ran: its Update answers with this task, so
+        # this task writes the memo itself (a read after the answer sees the event).
+        self._event_in_task = False
         self._state_seen: bytes | None = None
         self._state_kept = False
         self._wake = False
@@ -188,7 +212,7 @@ class MissingChildEpisode:
         self._synced: EpisodeSummaryForChild | None = None
 
     def _patched(self, patch: str) -> bool:
-        return (self._baseline and patch in BASELINE_PATCHES) or workflow.patched(patch)
+        return patch in self._baseline or workflow.patched(patch)
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -230,7 +254,7 @@ class MissingChildEpisode:
         if self._patched(ANALYTICS_EXPORT):
             await self._export_record()
         await self._finish_outstanding_work()
-        if self._state_memo:
+        if self._state_memo or self._one_round:
             # What deliveries and record answers changed after the closure, in the closing task.
             self._upsert_memo()
         return self._state.summary()
@@ -376,6 +400,7 @@ class MissingChildEpisode:
             raise _refusal_error(refused) from None
         effects = rules.apply_event(self._state, event, self._policy, now)
         self._keys.add(event_key(event))
+        self._event_in_task = True
         if effects.child_sync:
             self._queue_io(CHILD_SYNC)
         for check in effects.location_checks:
@@ -540,13 +565,22 @@ class MissingChildEpisode:
         """Deliveries run beside the loop: a failing sink retries (with back-off, until
         delivered) without holding up deadlines or other episodes' alerts."""
         self._pending_alerts[batch.batch_id] = batch
+        if self._one_round:
+            self._rounds_in_flight += 1
+            self._memo_left_to_rounds = True
         self._spawn(self._deliver(batch))
 
     async def _deliver(self, batch: AlertBatch) -> None:
         done: list[str] = []
         counted = False
         addressed: dict[str, Paged] | None = None
-        if batch.transition is AlertState.TRIGGERED and self._patched(ADDRESS_BEFORE_DELIVERY):
+        if self._one_round:
+            first, addressed = await self._round_that_addresses(batch)
+            if not first.failed:
+                self._pending_alerts.pop(batch.batch_id, None)
+                return
+            done, counted = first.delivered, True
+        elif batch.transition is AlertState.TRIGGERED and self._patched(ADDRESS_BEFORE_DELIVERY):
             answer = await workflow.execute_local_activity_method(
                 AlertActivities.address_alerts,
                 AddressAlertsInput(batch=batch),
@@ -555,7 +589,7 @@ class MissingChildEpisode:
             )
             addressed = answer.paged
             self._record_paged(batch, addressed)
-        if self._patched(LOCAL_ALERT_DELIVERY):
+        if not self._one_round and self._patched(LOCAL_ALERT_DELIVERY):
             # activities/alerts.py: a local round first; the server retries only what failed.
             try:
                 first = await workflow.execute_local_activity_method(
@@ -596,7 +630,48 @@ class MissingChildEpisode:
         )
         self._pending_alerts.pop(batch.batch_id, None)
 
-    def _record_paged(self, batch: AlertBatch, paged: dict[str, Paged]) -> None:
+    async def _round_that_addresses(
+        self, batch: AlertBatch
+    ) -> tuple[AlertDelivery, dict[str, Paged] | None]:
+        """One local activity addresses a triggered batch (rota, signed link) and tries every
+        sink once; who was paged is recorded from its answer, which a failing sink does not
+        withhold. The last round to answer writes the memo the raising task left, without
+        waking the loop: no rule is stepped at a round's answer. A round that crashed is
+        followed by the addressing alone (recorded, and the memo written again), so the durable
+        delivery sends to a recorded person; a memo never waits for an addressing retried."""
+        triggered = batch.transition is AlertState.TRIGGERED
+        try:
+            first = await workflow.execute_local_activity_method(
+                AlertActivities.deliver_alerts_once,
+                DeliverAlertsOnceInput(batch=batch),
+                start_to_close_timeout=ALERT_ROUND_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except (ActivityError, ApplicationError):
+            # Timed out, or crashed (a local activity's own failure arrives unwrapped).
+            first = AlertDelivery(delivered=[], failed=["(local round)"])
+        finally:
+            self._rounds_in_flight -= 1
+        if triggered and first.paged:
+            self._record_paged(batch, first.paged, wake=False)
+        if not self._rounds_in_flight:
+            self._memo_left_to_rounds = False
+            self._upsert_memo()
+        if triggered and not first.paged:
+            answer = await workflow.execute_local_activity_method(
+                AlertActivities.address_alerts,
+                AddressAlertsInput(batch=batch),
+                start_to_close_timeout=LOCAL_CHECK_TIMEOUT,
+                retry_policy=IO_RETRY,
+            )
+            first.paged = answer.paged
+            self._record_paged(batch, first.paged, wake=False)
+            self._upsert_memo()
+        return first, first.paged if triggered else None
+
+    def _record_paged(
+        self, batch: AlertBatch, paged: dict[str, Paged], *, wake: bool = True
+    ) -> None:
         snapshots = {a.alert_id: a for a in batch.alerts}
         for alert_id, address in paged.items():
             lifecycle.record_recipient(
@@ -607,7 +682,7 @@ class MissingChildEpisode:
                 address.unstaffed,
                 paged_for=snapshots.get(alert_id),
             )
-        self._wake = True
+        self._wake = self._wake or wake
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.create_task(work)
@@ -638,7 +713,10 @@ class MissingChildEpisode:
         ]
         if state.alert_lifecycle:
             wanted.append(_sa(sa.ALERT_STATES, _alert_tokens(state.alerts) or None))
-        self._upsert_memo()
+        if not self._memo_left_to_rounds or self._event_in_task:
+            self._upsert_memo()
+        # else this task's rounds write it when they answer, with who was paged: one write
+        self._memo_left_to_rounds = self._event_in_task = False
         changed = [w for w in wanted if self._upserted.get(w[0], _UNSET) != w[1]]
         if changed:
             workflow.upsert_search_attributes([update for _, _, update in changed])

@@ -58,6 +58,14 @@ async def test_where_alerts_are_addressed_first_the_addressing_wakes_the_loop() 
     workflow never ran."""
     path = Path(__file__).parent.parent / "histories" / "episode-alert-timeline-2026-11-30.json"
     history = WorkflowHistory.from_json("episode", path.read_text())
+    answered = local_activity_answers(history)
+    wakes = set(await loop_wakes(cast(Client, None), history))
+    assert answered["address_alerts"] and answered["address_alerts"] <= wakes
+    assert not answered["deliver_alerts_once"] & wakes
+
+
+def local_activity_answers(history: WorkflowHistory) -> dict[str, set[dt.datetime]]:
+    """The instants each kind of local activity answered, from its markers."""
     answered: dict[str, set[dt.datetime]] = {}
     for ev in history.events:
         attrs = ev.marker_recorded_event_attributes
@@ -68,9 +76,7 @@ async def test_where_alerts_are_addressed_first_the_addressing_wakes_the_loop() 
                 int(done["seconds"]) + int(done.get("nanos", 0)) / 1e9, dt.UTC
             )
             answered.setdefault(data["activity_type"], set()).add(at)
-    wakes = set(await loop_wakes(cast(Client, None), history))
-    assert answered["address_alerts"] and answered["address_alerts"] <= wakes
-    assert not answered["deliver_alerts_once"] & wakes
+    return answered
 
 
 def history_of(*events: tuple[float, EventType.ValueType]) -> WorkflowHistory:
@@ -113,3 +119,18 @@ def test_a_task_taken_within_the_queue_wait_is_no_stall() -> None:
         (taken + 0.1, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED),
     )
     assert task_stalls(history) == ([], [])
+
+
+async def test_where_the_round_addresses_no_alert_activity_wakes_the_loop() -> None:
+    """In a run whose delivery round addresses its batch (and writes the memo itself), neither
+    the round's answer nor, after a crashed round, the addressing's steps the rules: the wakes
+    read from the history are the tasks' own, or the drill would derive alerts at instants the
+    workflow never stepped."""
+    for name in ("episode-alert-timeline-2026-12-01-2", "episode-alert-round-crashed-2026-12-01-2"):
+        path = Path(__file__).parent.parent / "histories" / f"{name}.json"
+        history = WorkflowHistory.from_json("episode", path.read_text())
+        answered = local_activity_answers(history)
+        assert answered["deliver_alerts_once"], name
+        wakes = set(await loop_wakes(cast(Client, None), history))
+        assert not (answered["deliver_alerts_once"] | answered.get("address_alerts", set())) & wakes
+        assert answered["check_location"] <= wakes  # an I/O answer still wakes it
