@@ -4,6 +4,7 @@ unless it is guarded by `workflow.patched`."""
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from mispers.engine.client import data_converter
 from mispers.policy.model import PerLevel
 from worker import workflow_runner
 from workflows.child_record import ChildRecord
-from workflows.episode import MissingChildEpisode
+from workflows.episode import BASELINES, MissingChildEpisode
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 TEXTS = {path: path.read_text() for path in HISTORIES}
@@ -80,3 +81,23 @@ def test_every_recorded_path_has_a_history() -> None:
         prefix = "episode-20" if name == "full" else f"episode-{name}-20"
         assert any(stem.startswith(prefix) for stem in stems), f"no history of {name!r}"
     assert len(HISTORIES) >= 8
+
+
+def test_the_corpus_holds_runs_of_every_baseline_and_of_none() -> None:
+    """A new baseline must not strand the runs recorded under an older one, or under none:
+    each kind has a recorded episode history above, replayed on the current code."""
+    kinds = set()
+    for path in HISTORIES:
+        events = json.loads(TEXTS[path])["events"]
+        if events[0]["workflowExecutionStartedEventAttributes"]["workflowType"]["name"] != (
+            "MissingChildEpisode"
+        ):
+            continue
+        patches = {
+            json.loads(base64.b64decode(details["patch-data"]["payloads"][0]["data"]))["id"]
+            for ev in events
+            if "patch-data"
+            in (details := ev.get("markerRecordedEventAttributes", {}).get("details", {}))
+        }
+        kinds.add(next((marker for marker, _ in BASELINES if marker in patches), None))
+    assert kinds == {marker for marker, _ in BASELINES} | {None}
