@@ -116,6 +116,20 @@ async def alert(d: EpisodeDriver, alert_id: str) -> Alert:
     return found
 
 
+def rota_settings(tmp_path: Path, webhook: WebhookReceiver) -> Settings:
+    """A worker's settings with the duty rota above and the webhook as its sink."""
+    rota = tmp_path / "rota.csv"
+    rota.write_text(ROTA)
+    return Settings(data_dir=tmp_path, alert_webhook_url=webhook.url, rota=rota)
+
+
+async def raise_first_alert(d: EpisodeDriver) -> str:
+    """Reported, then the systems checks left late: the id of the sergeant's alert."""
+    await d.send("episode.reported")
+    await d.skip(hours=1, minutes=5)
+    return f"{d.episode_id}:systems_checks:L1"
+
+
 def steps(webhook: WebhookReceiver, alert_id: str) -> list[tuple[str, Any]]:
     return [
         (b["transition"], b.get("reason")) for b in webhook.bodies() if b["alert_id"] == alert_id
@@ -302,17 +316,13 @@ class CrashingDelivery(AlertActivities):
 async def test_who_was_paged_is_in_state_even_when_the_delivery_fails(
     ts_env: WorkflowEnvironment, pinned: PinnedPolicy, webhook: WebhookReceiver, tmp_path: Path
 ) -> None:
-    rota = tmp_path / "rota.csv"
-    rota.write_text(ROTA)
-    settings = Settings(data_dir=tmp_path, alert_webhook_url=webhook.url, rota=rota)
+    settings = rota_settings(tmp_path, webhook)
     crashing = CrashingDelivery(sinks_from_settings(settings), pager_from_settings(settings))
     queue = f"ts-{uuid.uuid4().hex[:8]}"
     async with build_worker(ts_env.client, settings, task_queue=queue, alert_activities=crashing):
         try:
             d = EpisodeDriver(ts_env, pinned, queue, f"A-{uuid.uuid4().hex[:10]}")
-            await d.send("episode.reported")
-            await d.skip(hours=1, minutes=5)
-            l1 = f"{d.episode_id}:systems_checks:L1"
+            l1 = await raise_first_alert(d)
             paged = await eventually(lambda: alert(d, l1), lambda a: a.recipient is not None)
             assert paged.recipient is not None and paged.recipient.person_id == "SGT-ON"
             assert paged.ack_url and "/ack?token=" in paged.ack_url
@@ -422,9 +432,7 @@ async def test_an_alert_wake_is_one_round_and_one_memo_write(
     which addresses the alert and delivers it in one local activity; the memo is then written
     once, with who was paged: the wake costs one marker and one memo write, and a read of the
     memo names the recipient."""
-    await driver.send("episode.reported")
-    await driver.skip(hours=1, minutes=5)
-    l1 = f"{driver.episode_id}:systems_checks:L1"
+    l1 = await raise_first_alert(driver)
     await eventually(lambda: steps(webhook, l1), lambda s: s == [("triggered", None)])
     workflow_id = f"episode-{driver.episode_id}"
     handle = driver.client.get_workflow_handle(workflow_id)
@@ -476,9 +484,7 @@ async def test_an_event_is_in_the_memo_when_its_update_answers_though_its_round_
     task that raised alerts leaves its memo write to that round, but a task that recorded an
     event writes it itself, so the Update's answer is never ahead of the memo a read serves,
     however long a sink takes."""
-    rota = tmp_path / "rota.csv"
-    rota.write_text(ROTA)
-    settings = Settings(data_dir=tmp_path, alert_webhook_url=webhook.url, rota=rota)
+    settings = rota_settings(tmp_path, webhook)
     held = HeldSink()
     activities = AlertActivities(
         [*sinks_from_settings(settings), held], pager_from_settings(settings)
@@ -487,9 +493,7 @@ async def test_an_event_is_in_the_memo_when_its_update_answers_though_its_round_
     async with build_worker(ts_env.client, settings, task_queue=queue, alert_activities=activities):
         try:
             d = EpisodeDriver(ts_env, pinned, queue, f"A-{uuid.uuid4().hex[:10]}")
-            await d.send("episode.reported")
-            await d.skip(hours=1, minutes=5)
-            l1 = f"{d.episode_id}:systems_checks:L1"
+            l1 = await raise_first_alert(d)
             await eventually(lambda: memo_alert(d, l1), lambda a: a and a["recipient"])
             held.holding = True
             assert (await ack(d, l1, "SGT-1")).status == "accepted"
