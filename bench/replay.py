@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -42,10 +41,8 @@ def load_corpus(directory: Path) -> list[tuple[str, WorkflowHistory, int]]:
     """(name, history, events) of every recorded history, episode histories first."""
     found = []
     for path in sorted(directory.glob("*.json")):
-        text = path.read_text()
-        found.append(
-            (path.stem, WorkflowHistory.from_json(path.stem, text), len(json.loads(text)["events"]))
-        )
+        history = WorkflowHistory.from_json(path.stem, path.read_text())
+        found.append((path.stem, history, len(history.events)))
     return sorted(found, key=lambda item: (not item[0].startswith("episode"), item[0]))
 
 
