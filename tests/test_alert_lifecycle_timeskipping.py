@@ -494,7 +494,7 @@ async def test_an_event_is_in_the_memo_when_its_update_answers_though_its_round_
         try:
             d = EpisodeDriver(ts_env, pinned, queue, f"A-{uuid.uuid4().hex[:10]}")
             l1 = await raise_first_alert(d)
-            await eventually(lambda: memo_alert(d, l1), lambda a: a and a["recipient"])
+            await eventually(lambda: memo_alert(d, l1), lambda a: bool(a and a["recipient"]))
             held.holding = True
             assert (await ack(d, l1, "SGT-1")).status == "accepted"
             assert held.held == 1 and not held.release.is_set()  # its round still in flight
