@@ -7,7 +7,8 @@ signed link, acknowledged (escalation paused: the timer moves), the acknowledgem
 nothing, a repeated acknowledgement answered as a duplicate, a resolved alert refusing one, the
 memo and search attribute kept current, and resolution when the obligation is met or waived;
 each step an alert takes by itself kept in the timeline, and every triggered batch addressed
-(rota, link) by a local activity of its own before delivery.
+(rota, link) by its delivery round, one local activity, or, after a round that crashed, by a
+local activity of its own.
 Written as `episode-alert-timeline-<date>.json` (the first recording, before the timeline kept
 alert steps, is `episode-alert-lifecycle-2026-11-30.json`), never over an earlier file.
 

@@ -6,10 +6,11 @@ acknowledging a resolved alert."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from prometheus_client import REGISTRY
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.testing import WorkflowEnvironment
 
 from activities.alerts import (
@@ -443,12 +445,7 @@ async def test_an_alert_wake_is_one_round_and_one_memo_write(
     )
     wake = events[fired:]
     kinds = [ev.event_type for ev in wake]
-    markers = [
-        json.loads(ev.marker_recorded_event_attributes.details["data"].payloads[0].data)
-        for ev in wake
-        if ev.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
-    ]
-    assert [m["activity_type"] for m in markers] == ["deliver_alerts_once"]
+    assert local_activities(wake) == ["deliver_alerts_once"]
     assert kinds.count(EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED) == 1
     assert kinds.count(EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES) == 1
     assert len(wake) <= 8, [EventType.Name(k) for k in kinds]
@@ -457,6 +454,40 @@ async def test_an_alert_wake_is_one_round_and_one_memo_write(
     assert listed["recipient"]["person_id"] == "SGT-ON" and listed["state"] == "triggered"
     paged = await alert(driver, l1)
     assert paged.recipient is not None and paged.recipient.person_id == "SGT-ON"
+
+
+@contextlib.asynccontextmanager
+async def worker_with_sink(
+    ts_env: WorkflowEnvironment,
+    pinned: PinnedPolicy,
+    webhook: WebhookReceiver,
+    tmp_path: Path,
+    sink: AlertSink,
+) -> AsyncIterator[EpisodeDriver]:
+    """A worker whose alerts go to the log, the webhook and `sink`; a driver for one episode,
+    whose work is stopped however the test ends."""
+    settings = rota_settings(tmp_path, webhook)
+    activities = AlertActivities(
+        [*sinks_from_settings(settings), sink], pager_from_settings(settings)
+    )
+    queue = f"ts-{uuid.uuid4().hex[:8]}"
+    async with build_worker(ts_env.client, settings, task_queue=queue, alert_activities=activities):
+        try:
+            yield EpisodeDriver(ts_env, pinned, queue, f"A-{uuid.uuid4().hex[:10]}")
+        finally:
+            await terminate_running(ts_env, STARTED)
+
+
+def local_activities(events: Iterable[HistoryEvent]) -> list[str]:
+    """The types of the local activities `events` recorded, in order."""
+    return [
+        json.loads(ev.marker_recorded_event_attributes.details["data"].payloads[0].data)[
+            "activity_type"
+        ]
+        for ev in events
+        if ev.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and "data" in ev.marker_recorded_event_attributes.details
+    ]
 
 
 class HeldSink:
@@ -484,15 +515,9 @@ async def test_an_event_is_in_the_memo_when_its_update_answers_though_its_round_
     task that raised alerts leaves its memo write to that round, but a task that recorded an
     event writes it itself, so the Update's answer is never ahead of the memo a read serves,
     however long a sink takes."""
-    settings = rota_settings(tmp_path, webhook)
     held = HeldSink()
-    activities = AlertActivities(
-        [*sinks_from_settings(settings), held], pager_from_settings(settings)
-    )
-    queue = f"ts-{uuid.uuid4().hex[:8]}"
-    async with build_worker(ts_env.client, settings, task_queue=queue, alert_activities=activities):
+    async with worker_with_sink(ts_env, pinned, webhook, tmp_path, held) as d:
         try:
-            d = EpisodeDriver(ts_env, pinned, queue, f"A-{uuid.uuid4().hex[:10]}")
             l1 = await raise_first_alert(d)
             await eventually(lambda: memo_alert(d, l1), lambda a: bool(a and a["recipient"]))
             held.holding = True
@@ -507,11 +532,48 @@ async def test_an_event_is_in_the_memo_when_its_update_answers_though_its_round_
             held.release.set()
             await eventually(lambda: steps(webhook, l1), lambda s: ("acknowledged", None) in s)
         finally:
-            held.release.set()
-            await terminate_running(ts_env, STARTED)
+            held.release.set()  # before the worker stops
 
 
 async def memo_alert(d: EpisodeDriver, alert_id: str) -> dict[str, Any] | None:
     handle = d.client.get_workflow_handle(f"episode-{d.episode_id}")
     memo = await (await handle.describe()).memo_value("alerts", [])
     return next((m for m in memo if m["alert_id"] == alert_id), None)
+
+
+class FlakySink:
+    """A pager down for its first round, which keeps what it is sent once it is back."""
+
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.sent: list[Alert] = []
+
+    async def send(self, notices: Sequence[Notice], sent: Callable[[Alert], None]) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("the pager is down")
+        for notice in notices:
+            self.sent.append(notice.alert)
+            sent(notice.alert)
+
+
+async def test_a_failing_sink_does_not_withhold_who_was_paged_and_its_retry_pages_them(
+    ts_env: WorkflowEnvironment, pinned: PinnedPolicy, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """The first round answers who was paged though a sink failed in it; that is recorded at
+    once, and the durable retry sends the same person the same link."""
+    flaky = FlakySink()
+    async with worker_with_sink(ts_env, pinned, webhook, tmp_path, flaky) as d:
+        l1 = await raise_first_alert(d)
+        paged = await eventually(lambda: alert(d, l1), lambda a: a.recipient is not None)
+        assert paged.recipient is not None and paged.recipient.person_id == "SGT-ON"
+        assert paged.ack_url
+        retried = await eventually(lambda: list(flaky.sent), bool)
+        assert flaky.calls == 2 and [a.alert_id for a in retried] == [l1]
+        assert retried[0].recipient == paged.recipient and retried[0].ack_url == paged.ack_url
+        assert [b["alert_id"] for b in webhook.bodies()] == [l1]  # the webhook once, at first
+        history = await d.client.get_workflow_handle(f"episode-{d.episode_id}").fetch_history()
+        # recorded from the round's own answer: no addressing on its own
+        assert local_activities(history.events) == ["deliver_alerts_once"]

@@ -144,7 +144,8 @@ class DeliverAlertsOnceInput(BaseModel):
 
 
 class AddressAlertsInput(BaseModel):
-    """A triggered batch to address before any sink is tried, so who was paged is in the
+    """A triggered batch to address on its own (before any sink in runs from before the one
+    delivery round; after a round that crashed in runs since), so who was paged is in the
     episode's state whatever the delivery does."""
 
     batch: AlertBatch
