@@ -52,6 +52,7 @@ from bench.common import (
     Figure,
     Service,
     Stack,
+    bench_parser,
     console,
     cpu_seconds,
     machine_info,
@@ -682,11 +683,7 @@ def peer_rows(med: dict[str, float]) -> list[Figure]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.alerts",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser("python -m bench.alerts", __doc__)
     parser.add_argument("--episodes", type=int, default=10_000, help="episodes kept open")
     parser.add_argument(
         "--time-scale",
@@ -756,7 +753,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="leave out the raw peer (trivial workflows whose timers fall in the same waves)",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs; medians are reported")
-    parser.add_argument("--no-json", action="store_true", help="do not write bench/results/")
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.runs < 1 or args.time_scale <= 0:
         parser.error("--episodes and --runs must be at least 1, --time-scale above 0")

@@ -6,6 +6,7 @@ Nothing here sleeps to wait for work: every wait polls a condition against a dea
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -609,3 +610,13 @@ class AlertReceiver:
 
 def parse_time(value: str) -> float:
     return dt.datetime.fromisoformat(value).timestamp()
+
+
+def bench_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """A bench's command line: its docstring as the help, and `--no-json`, which every bench
+    honours when it writes its results."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--no-json", action="store_true", help="do not write bench/results/")
+    return parser

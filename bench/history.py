@@ -27,6 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from bench.common import (
     Figure,
+    bench_parser,
     console,
     machine_info,
     median,
@@ -399,11 +400,7 @@ def figures(runs: list[dict[str, Any]], args: argparse.Namespace) -> list[Figure
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.history",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser("python -m bench.history", __doc__)
     parser.add_argument("--runs", type=int, default=3, help="runs; medians are reported")
     parser.add_argument(
         "--child-episodes",
@@ -416,7 +413,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also measure a variant whose ladders stay at the top for days",
     )
-    parser.add_argument("--no-json", action="store_true", help="do not write bench/results/")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.child_episodes < 1:
         parser.error("--runs and --child-episodes must be at least 1")

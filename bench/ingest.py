@@ -40,6 +40,7 @@ from bench.common import (
     Figure,
     Service,
     Stack,
+    bench_parser,
     close_via_api,
     console,
     cpu_seconds,
@@ -439,11 +440,7 @@ def export_figures(med: dict[str, float]) -> list[Figure]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.ingest",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser("python -m bench.ingest", __doc__)
     parser.add_argument("--episodes", type=int, default=100, help="episodes per phase")
     parser.add_argument(
         "--events-per-episode", type=int, default=8, help="events per episode, the report included"
@@ -456,7 +453,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--export-cost", action="store_true", help="(e): closing episodes, export on vs off"
     )
-    parser.add_argument("--no-json", action="store_true", help="do not write bench/results/")
     args = parser.parse_args(argv)
     if (args.close or args.export_cost) and args.events_per_episode < 6:
         parser.error("--close and --export-cost need 6 events per episode: the child is found")

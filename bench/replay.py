@@ -21,6 +21,7 @@ from temporalio.worker import Replayer
 from bench.common import (
     REPO,
     Figure,
+    bench_parser,
     console,
     machine_info,
     median,
@@ -94,13 +95,8 @@ def figures(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.replay",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser("python -m bench.replay", __doc__)
     parser.add_argument("--rounds", type=int, default=5, help="replays of each; medians reported")
-    parser.add_argument("--no-json", action="store_true", help="do not write bench/results/")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")

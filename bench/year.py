@@ -9,7 +9,15 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-from bench.common import Figure, machine_info, print_figures, print_machine, progress, write_results
+from bench.common import (
+    Figure,
+    bench_parser,
+    machine_info,
+    print_figures,
+    print_machine,
+    progress,
+    write_results,
+)
 from mispers.analytics.bulk import Done, Job, jobs, run_all
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -19,13 +27,10 @@ NATIONAL_EPISODES = 200_000
 
 
 def parser(prog: str, doc: str | None, episodes: int) -> argparse.ArgumentParser:
-    out = argparse.ArgumentParser(
-        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    out = bench_parser(prog, doc)
     out.add_argument("--episodes", type=int, default=episodes)
     out.add_argument("--seed", type=int, default=1)
     out.add_argument("--processes", type=int, default=None, help="default: every core")
-    out.add_argument("--no-json", action="store_true", help="do not write bench/results/")
     return out
 
 
